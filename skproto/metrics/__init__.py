@@ -1,0 +1,3 @@
+"""Metrics for incremental learning, category discovery and OOD detection."""
+
+__all__ = []

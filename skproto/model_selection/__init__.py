@@ -1,0 +1,3 @@
+"""Splitters and evaluation loops for incremental-learning protocols."""
+
+__all__ = []

@@ -1,0 +1,46 @@
+"""List skproto's public estimators (for the common tests and the docs)."""
+
+import importlib
+import inspect
+import pkgutil
+
+from sklearn.base import BaseEstimator
+
+_SKIP_MODULES = ("tests", "cli", "backend", "_config")
+
+
+def all_estimators():
+    """Public estimator classes of skproto, as sorted ``(name, class)`` pairs.
+
+    Every non-private module of the package is imported and searched for
+    :class:`sklearn.base.BaseEstimator` subclasses whose names do not start with an
+    underscore or ``Base``. The common tests run scikit-learn's estimator checks over
+    this list, so a new estimator is checked without being registered anywhere.
+
+    Examples
+    --------
+    >>> from skproto.utils.discovery import all_estimators
+    >>> ("NearestMeanClassifier" in dict(all_estimators()))
+    True
+    """
+    import skproto
+
+    found = {}
+    for info in pkgutil.walk_packages(skproto.__path__, prefix="skproto."):
+        parts = info.name.split(".")
+        if any(part in _SKIP_MODULES for part in parts[1:]):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            # Optional dependency missing (e.g. open_clip): its estimators are skipped.
+            continue
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(obj, BaseEstimator)
+                and obj.__module__.startswith("skproto.")
+                and not name.startswith(("_", "Base"))
+                and not inspect.isabstract(obj)
+            ):
+                found[name] = obj
+    return sorted(found.items())
