@@ -100,6 +100,8 @@ class NearestMeanClassifier(BasePrototypeClassifier):
     def fit(self, X, y):
         """Fit the class prototypes, forgetting any earlier fit.
 
+        If the call fails (bad input), an earlier fit is left exactly as it was.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -112,8 +114,6 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         self : object
             Fitted estimator.
         """
-        for attr in ("classes_", "prototypes_", "class_counts_"):
-            self.__dict__.pop(attr, None)
         with rollback_on_error(self):
             X, y = validate_training_data(self, X, y, reset=True)
             classes, means, counts = class_means(X, y)
