@@ -189,3 +189,17 @@ def test_torch_equals_numpy_on_larger_data(metric):
     assert_allclose(s_t, s_np, rtol=1e-5, atol=1e-6 * scale)
     assert_array_equal(ti_t, ti_np)
     assert_allclose(ts_t, ts_np, rtol=1e-5, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_euclidean_never_positive_despite_cancellation(backend_name):
+    # x = p + tiny noise at large norm: ||x||^2 - 2 x.p + ||p||^2 cancels catastrophically
+    # in float32, and rounding alone would give small positive "squared distances".
+    rng = np.random.default_rng(4)
+    P = (100 * rng.normal(size=(5, 32))).astype(np.float32)
+    X = (P[rng.integers(0, 5, size=500)] + 1e-4 * rng.normal(size=(500, 32))).astype(np.float32)
+    with config_context(backend=backend_name, device="cpu"):
+        S = backend.similarity(X, P, "euclidean")
+        _, best = backend.assign(X, P, "euclidean")
+        _, top = backend.topk(X, P, 2, "euclidean")
+    assert S.max() <= 0 and best.max() <= 0 and top.max() <= 0
