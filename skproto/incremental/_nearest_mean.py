@@ -55,9 +55,9 @@ class NearestMeanClassifier(BasePrototypeClassifier):
     class_counts_ : ndarray of shape (n_classes,), dtype int64
         Number of training samples seen for each class.
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during `fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when X has feature names that are
+        Names of features seen during `fit`, when X has feature names that are
         all strings.
 
     See Also
