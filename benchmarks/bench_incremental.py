@@ -66,7 +66,8 @@ def load(name, max_train_per_class, seed=0):
     d = np.load(data_dir() / f"{name}.npz")
     X, y = d["X"].astype(np.float32), d["y"]
     if "split" in d:
-        Xtr, ytr, Xte, yte = X[d["split"] == 0], y[d["split"] == 0], X[d["split"] == 1], y[d["split"] == 1]
+        train, test = d["split"] == 0, d["split"] == 1
+        Xtr, ytr, Xte, yte = X[train], y[train], X[test], y[test]
     else:
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.5, stratify=y, random_state=0)
     if max_train_per_class:

@@ -234,3 +234,22 @@ def test_bad_params():
         FeTrIL(pairing="manhattan").fit(X, y)
     with pytest.raises(ValueError):
         FeTrIL(classifier="svm").fit(X, y)
+
+
+@pytest.mark.parametrize("pairing", ["euclidean", "cosine"])
+def test_torch_backend_gives_same_pseudo_features(pairing):
+    pytest.importorskip("torch")
+    from skproto import config_context
+
+    X, y = _blobs(n_classes=8, seed=11)
+    X = X.astype(np.float32)
+    new = y >= 4
+    old_means = np.array([X[y == c].mean(0) for c in range(4)])
+    ref = fetril_pseudo_features(X[new], y[new], old_means, np.arange(4), pairing=pairing,
+                                 return_pairs=True)
+    with config_context(backend="torch", device="cpu"):
+        out = fetril_pseudo_features(X[new], y[new], old_means, np.arange(4),
+                                     pairing=pairing, return_pairs=True)
+    assert_array_equal(out[2], ref[2])
+    assert_array_equal(out[1], ref[1])
+    assert_allclose(out[0], ref[0], rtol=1e-5, atol=1e-5)

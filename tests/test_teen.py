@@ -230,3 +230,20 @@ def test_bad_params():
     for params in ({"alpha": -0.1}, {"alpha": 2}, {"tau": -1}, {"temperature": 0}):
         with pytest.raises(InvalidParameterError):
             TEENCalibrator(**params).fit(X, y)
+
+
+def test_torch_backend_gives_same_model():
+    pytest.importorskip("torch")
+    from skproto import config_context
+
+    X, y = _blobs(seed=10)
+    X = X.astype(np.float32)
+    ref = TEENCalibrator().fit(X[y < 5], y[y < 5]).partial_fit(X[y >= 5][:9], y[y >= 5][:9])
+    with config_context(backend="torch", device="cpu"):
+        clf = TEENCalibrator().fit(X[y < 5], y[y < 5]).partial_fit(X[y >= 5][:9],
+                                                                    y[y >= 5][:9])
+        pred = clf.predict(X)
+        proba = clf.predict_proba(X)
+    assert_allclose(clf.prototypes_, ref.prototypes_, rtol=1e-5, atol=1e-6)
+    assert_array_equal(pred, ref.predict(X))
+    assert_allclose(proba, ref.predict_proba(X), rtol=1e-4, atol=1e-6)

@@ -165,7 +165,11 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
       get pseudo-features.
     - ``classes_`` is sorted (the order of the classifier's ``classes_``).
     - ``predict``, ``decision_function`` and ``predict_proba`` (when the classifier
-      has it) L2-normalise the samples first, as the official evaluation does.
+      has it) L2-normalise the samples first, as the official evaluation does
+      (``codes/compute_predictions.py``). For training, the official
+      ``train_classifiers.py`` normalises the loaded features batch by batch but
+      stacks its first loader batch as loaded; here every training vector, real or
+      pseudo, is normalised.
 
     Parameters
     ----------

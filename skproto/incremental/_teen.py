@@ -133,9 +133,10 @@ class TEENCalibrator(BasePrototypeClassifier):
     Parameters
     ----------
     alpha : float in [0, 1], default=0.5
-        Calibration strength (``shift_weight`` in the official code): 0 gives the
-        plain cosine nearest class mean (SimpleCIL); the paper uses 0.5, and 0.1 on
-        CIFAR-100.
+        Calibration strength, the weight of the base mixture (``shift_weight`` in the
+        official code; a fusion written with the weight on the novel prototype uses
+        ``1 - alpha``): 0 gives the plain cosine nearest class mean (SimpleCIL); the
+        official default is 0.5, and 0.1 on CIFAR-100.
     tau : float >= 0, default=16.0
         Softmax inverse temperature over novel-to-base cosine similarities
         (``softmax_t`` in the official code).
