@@ -177,7 +177,9 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         The classifier trained at each step on the normalised features; cloned
         afresh at every step. None means ``LinearSVC(C=1.0, dual=False, tol=1e-4)``,
         one-vs-rest, as the official code (``codes/train_classifiers.py``). Give
-        e.g. ``LogisticRegression()`` for ``predict_proba``.
+        e.g. ``LogisticRegression()`` for ``predict_proba``. With many classes,
+        ``OneVsRestClassifier(LinearSVC(dual=False, tol=1e-4), n_jobs=-1)`` fits the
+        same binary problems (the same coefficients) in parallel.
     pairing : {"euclidean", "cosine"}, default="euclidean"
         How the current class nearest to a past class mean is chosen: Euclidean
         distance between raw means (official code, the default) or cosine similarity
