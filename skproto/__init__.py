@@ -2,11 +2,14 @@
 
 from ._config import config_context, get_config, set_config
 from .incremental import NearestMeanClassifier
+from .incremental import FeTrIL, TEENCalibrator
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "NearestMeanClassifier",
+    "FeTrIL",
+    "TEENCalibrator",
     "config_context",
     "get_config",
     "set_config",

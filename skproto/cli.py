@@ -13,6 +13,8 @@ from sklearn.model_selection import train_test_split
 
 from . import __version__, config_context
 from .incremental import NearestMeanClassifier
+from .metrics import average_incremental_accuracy
+from .model_selection import ClassIncrementalSplit, evaluate_incremental
 
 
 def run_demo(n_initial=2, increment=2, metric="cosine", backend="numpy", seed=0, file=None):
@@ -32,43 +34,32 @@ def run_demo(n_initial=2, increment=2, metric="cosine", backend="numpy", seed=0,
         X, y, test_size=0.3, stratify=y, random_state=seed
     )
     order = np.random.default_rng(seed).permutation(np.unique(y))
-    steps = [order[:n_initial]] + [
-        order[i : i + increment] for i in range(n_initial, len(order), increment)
-    ]
-
-    clf = NearestMeanClassifier(metric=metric)
-    rows = []
+    splitter = ClassIncrementalSplit(n_initial, increment, class_order=order)
     print(
         f"skproto {__version__} demo: class-incremental digits (sklearn), "
         f"NearestMeanClassifier(metric={metric!r}), backend={backend!r}",
         file=file,
     )
+    with config_context(backend=backend):
+        res = evaluate_incremental(NearestMeanClassifier(metric=metric), X_train, y_train,
+                                   X_test, y_test, splitter)
     print(f"{'step':>4}  {'new classes':<12} {'seen':>4}  {'acc all':>7}  {'acc old':>7}  "
           f"{'acc new':>7}", file=file)
-    seen = np.array([], dtype=y.dtype)
-    with config_context(backend=backend):
-        for step, new_classes in enumerate(steps):
-            old = seen
-            seen = np.concatenate([seen, new_classes])
-            clf.partial_fit(X_train[np.isin(y_train, new_classes)],
-                            y_train[np.isin(y_train, new_classes)])
-            test = np.isin(y_test, seen)
-            pred = clf.predict(X_test[test])
-            correct = pred == y_test[test]
-            is_old = np.isin(y_test[test], old)
-            row = {
-                "step": step,
-                "new_classes": [int(c) for c in new_classes],
-                "n_seen_classes": int(seen.size),
-                "acc_all": float(correct.mean()),
-                "acc_old": float(correct[is_old].mean()) if is_old.any() else float("nan"),
-                "acc_new": float(correct[~is_old].mean()),
-            }
-            rows.append(row)
-            old_txt = "      -" if np.isnan(row["acc_old"]) else f"{row['acc_old']:7.3f}"
-            print(f"{step:>4}  {str(row['new_classes']):<12} {row['n_seen_classes']:>4}  "
-                  f"{row['acc_all']:7.3f}  {old_txt}  {row['acc_new']:7.3f}", file=file)
-    avg = np.mean([r["acc_all"] for r in rows])
+    rows = []
+    for step, new_classes in enumerate(res.new_classes):
+        row = {
+            "step": step,
+            "new_classes": [int(c) for c in new_classes],
+            "n_seen_classes": int(res.n_seen_classes[step]),
+            "acc_all": float(res.accuracy[step]),
+            "acc_old": float(res.accuracy_old[step]),
+            "acc_new": float(res.accuracy_new[step]),
+        }
+        rows.append(row)
+        old_txt = "      -" if np.isnan(row["acc_old"]) else f"{row['acc_old']:7.3f}"
+        print(f"{step:>4}  {str(row['new_classes']):<12} {row['n_seen_classes']:>4}  "
+              f"{row['acc_all']:7.3f}  {old_txt}  {row['acc_new']:7.3f}", file=file)
+    avg = average_incremental_accuracy(res.accuracy)
     print(f"average incremental accuracy: {avg:.3f}", file=file)
     return rows
 

@@ -1,3 +1,15 @@
 """Metrics for incremental learning, category discovery and OOD detection."""
 
-__all__ = []
+from ._incremental import (
+    average_incremental_accuracy,
+    forgetting,
+    harmonic_mean_accuracy,
+    performance_drop,
+)
+
+__all__ = [
+    "average_incremental_accuracy",
+    "forgetting",
+    "harmonic_mean_accuracy",
+    "performance_drop",
+]
