@@ -2,10 +2,12 @@
 
 from ._config import config_context, get_config, set_config
 from .incremental import NearestMeanClassifier
+from .ood import MixturePrototypeOODDetector
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MixturePrototypeOODDetector",
     "NearestMeanClassifier",
     "config_context",
     "get_config",
