@@ -1,3 +1,10 @@
 """Metrics for incremental learning, category discovery and OOD detection."""
 
-__all__ = []
+from ._ood import fpr_at_tpr, ood_report
+from ._ood_display import OODScoreDisplay
+
+__all__ = [
+    "OODScoreDisplay",
+    "fpr_at_tpr",
+    "ood_report",
+]
