@@ -95,7 +95,8 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
     Steps 1-4 run in the backend (:func:`skproto.backend.balanced_assignment`), so
     ``set_config(backend="torch")`` runs them with PyTorch (CPU or GPU). A pass over
     the shuffled data is one iteration; fitting stops after ``max_iter`` passes or
-    once no prototype turned by more than ``tol`` (``1 - cosine``) in a pass.
+    once the prototypes have (nearly) reached the fixed point of the update
+    (see ``tol``).
     ``fit(X)`` without labels is PALM's unsupervised setting: one pool of
     ``n_prototypes`` prototypes and no class mask.
 
@@ -148,13 +149,18 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
     momentum : float, default=0.99
         EMA momentum of the prototype update (PALM: 0.999 over 500 epochs of a
         trained encoder; see above).
-    max_iter : int, default=100
-        Maximum number of passes over the data.
+    max_iter : int, default=50
+        Maximum number of passes over the data. A pass makes
+        ``ceil(n_samples / batch_size)`` EMA steps: with few samples, lower
+        ``momentum`` or ``batch_size`` rather than raising ``max_iter``.
     batch_size : int, default=512
         Mini-batch size of the assignment (PALM: 512).
-    tol : float, default=1e-5
-        Stop when no prototype turned by more than ``tol`` (``1 - cosine``) during
-        one pass.
+    tol : float, default=1e-3
+        Stop after a pass in which the largest movement of a prototype (Euclidean,
+        on the unit sphere), divided by ``1 - momentum ** n_batches`` (the fraction
+        of the way to its target the EMA moves in one pass), is at most ``tol``:
+        the quotient estimates the distance left to the fixed point. Mini-batch
+        noise can keep it above ``tol``; ``max_iter`` then ends the fit.
     init : {"k-means++", "uniform"}, default="k-means++"
         ``"k-means++"``: k-means++ seeds among the normalised samples of each class
         (every sample seeds one or more prototypes if a class has fewer than
@@ -274,9 +280,9 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         epsilon=0.05,
         sinkhorn_iter=3,
         momentum=0.99,
-        max_iter=100,
+        max_iter=50,
         batch_size=512,
-        tol=1e-5,
+        tol=1e-3,
         init="k-means++",
         ood_score="prototype",
         n_neighbors=50,
@@ -328,9 +334,9 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        for attr in self._FITTED:
-            self.__dict__.pop(attr, None)
         with rollback_on_error(self):
+            for attr in self._FITTED:
+                self.__dict__.pop(attr, None)
             state = self._fit(X, y)
         self.__dict__.update(state)
         return self
@@ -363,11 +369,15 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         groups = (codes, proto_codes) if n_groups > 1 else (None, None)
         momentum = X.dtype.type(self.momentum)
 
+        batches = list(gen_batches(n_samples, self.batch_size))
+        # Fraction of the way to its target that the EMA moves a prototype in one
+        # pass: the pass's movement divided by it estimates the distance left.
+        pass_rate = 1.0 - float(self.momentum) ** len(batches)
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):
             P_start = P
             order = rng.permutation(n_samples)
-            for batch in gen_batches(n_samples, self.batch_size):
+            for batch in batches:
                 idx = order[batch]
                 _, targets = backend.balanced_assignment(
                     Xn[idx],
@@ -379,8 +389,8 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
                     p_groups=groups[1],
                 )
                 P = _l2_normalize(momentum * P + (1 - momentum) * targets)
-            shift = 1.0 - np.einsum("ij,ij->i", P, P_start).min()
-            if shift <= self.tol:
+            moved = np.sqrt(np.einsum("ij,ij->i", P - P_start, P - P_start).max())
+            if moved <= self.tol * pass_rate:
                 break
 
         state = {
