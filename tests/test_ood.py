@@ -342,6 +342,14 @@ def test_contamination_sets_offset(rng, contamination):
     assert_array_equal(det.fit_predict(X), det.predict(X))
 
 
+def test_fit_predict_uses_labels(rng):
+    X, y, _, _ = _modes_data(rng)
+    det = MixturePrototypeOODDetector(n_prototypes=2, random_state=0, **FAST)
+    pred = det.fit_predict(X, y)
+    assert det.prototypes_.shape == (4, X.shape[1])  # supervised: 2 per class
+    assert_array_equal(pred, det.fit(X, y).predict(X))
+
+
 def test_unsupervised_fit(rng):
     X, _, mode, centers = _modes_data(rng, n_modes_per_class=2, n_classes=2)
     det = MixturePrototypeOODDetector(n_prototypes=4, top_k=None, random_state=0, **FAST)

@@ -121,8 +121,9 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
     in-distribution), all on the L2-normalised embedding ``z``:
 
     - ``"prototype"``: ``max_j cos(z, p_j)``, the cosine similarity to the nearest
-      prototype of any class. With ``n_prototypes=1`` it is the max-cosine score to
-      the class means.
+      prototype of any class. With ``n_prototypes=1`` each prototype's fixed point
+      is the normalised mean of its class's normalised embeddings, so this is then
+      the max-cosine score to the class means (up to the EMA's mini-batch noise).
     - ``"mahalanobis"``: the score of PALM's released evaluation (SSD+):
       class-agnostic ``-(s - c)^T pinv(C) (s - c)`` on the standardised normalised
       features ``s``, ``C`` their biased covariance (see ``mahalanobis_center``). It
@@ -470,6 +471,25 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         is_inlier = np.ones(decision.shape[0], dtype=int)
         is_inlier[decision < 0] = -1
         return is_inlier
+
+    def fit_predict(self, X, y=None):
+        """Fit on X (with labels y if given), then :meth:`predict` X.
+
+        scikit-learn's ``OutlierMixin.fit_predict`` drops ``y``; here it is passed
+        to :meth:`fit`, so ``fit_predict(X, y)`` equals ``fit(X, y).predict(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Class labels, or None for the unsupervised fit.
+
+        Returns
+        -------
+        is_inlier : ndarray of shape (n_samples,)
+            +1 for inliers, -1 for outliers.
+        """
+        return self.fit(X, y).predict(X)
 
     def predict_prototype(self, X):
         """Index (row of ``prototypes_``) of the most similar prototype, by cosine.
