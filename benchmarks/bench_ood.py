@@ -187,7 +187,7 @@ def bench_quality(max_iter):
     candidates = [
         ("prototype score, 6 prototypes/class", mpd(n_prototypes=6), X_tr, y_tr),
         ("prototype score, 1 prototype/class", mpd(n_prototypes=1), X_tr, y_tr),
-        ("prototype score, pool of 60 prototypes, no labels (fit(X))",
+        ("prototype score, 60 prototypes, unsupervised fit(X)",
          mpd(n_prototypes=60, top_k=None), X_tr, None),
         ("mahalanobis (SSD+, centre = mean)",
          mpd(ood_score="mahalanobis", max_iter=1), X_tr, y_tr),
