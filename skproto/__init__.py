@@ -1,14 +1,15 @@
 """skproto: prototype-based learning on frozen pretrained embeddings, the scikit-learn way."""
 
 from ._config import config_context, get_config, set_config
-from .incremental import NearestMeanClassifier
-from .incremental import FeTrIL, TEENCalibrator
+from .incremental import FeTrIL, NearestMeanClassifier, TEENCalibrator
+from .ood import MixturePrototypeOODDetector
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "NearestMeanClassifier",
     "FeTrIL",
+    "MixturePrototypeOODDetector",
+    "NearestMeanClassifier",
     "TEENCalibrator",
     "config_context",
     "get_config",

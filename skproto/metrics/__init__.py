@@ -6,10 +6,15 @@ from ._incremental import (
     harmonic_mean_accuracy,
     performance_drop,
 )
+from ._ood import fpr_at_tpr, ood_report
+from ._ood_display import OODScoreDisplay
 
 __all__ = [
+    "OODScoreDisplay",
     "average_incremental_accuracy",
     "forgetting",
+    "fpr_at_tpr",
     "harmonic_mean_accuracy",
+    "ood_report",
     "performance_drop",
 ]

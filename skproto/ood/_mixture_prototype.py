@@ -1,0 +1,529 @@
+"""Out-of-distribution detection with a mixture of prototypes per class (PALM)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.cluster import kmeans_plusplus
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .. import backend
+from ..utils._state import rollback_on_error
+
+# SSD+ / PALM add this to the per-feature standard deviation before dividing.
+_STD_EPS = 1e-10
+
+
+def _l2_normalize(X):
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    inverse = np.zeros_like(norms)
+    np.divide(1.0, norms, out=inverse, where=norms > 1e-12)
+    return X * inverse[:, None]
+
+
+def _init_prototypes(Xn, codes, n_groups, n_prototypes, init, rng):
+    """Unit-norm initial prototypes, ``n_prototypes`` per group, group-major order."""
+    n_features = Xn.shape[1]
+    if init == "uniform":
+        # The official PALM code: torch.rand(n_protos, feat_dim), L2-normalised.
+        return _l2_normalize(
+            rng.random_sample((n_groups * n_prototypes, n_features)).astype(Xn.dtype)
+        )
+    blocks = []
+    for g in range(n_groups):
+        Xg = Xn[codes == g]
+        if Xg.shape[0] >= n_prototypes:
+            centers, _ = kmeans_plusplus(Xg, n_prototypes, random_state=rng)
+        else:
+            # Fewer samples than prototypes: every sample seeds one or more of them.
+            centers = Xg[np.arange(n_prototypes) % Xg.shape[0]]
+        blocks.append(centers)
+    return _l2_normalize(np.concatenate(blocks).astype(Xn.dtype, copy=False))
+
+
+def _mahalanobis_statistics(Xn, center):
+    """Location and whitening factor of the class-agnostic Mahalanobis score.
+
+    Transcribes the score of the official PALM evaluation
+    (``util/evaluations/mahalanobis.py``, itself from SSD+): on L2-normalised
+    features ``f``, standardise ``s = (f - mean) / (std + 1e-10)``, take the biased
+    covariance ``C`` of ``s`` and its pseudo-inverse, score
+    ``-(s - c)^T pinv(C) (s - c)``. ``c`` is the mean of ``s`` (zero, SSD+) for
+    ``center="mean"``, or the mean of the *unstandardised* ``f`` for
+    ``center="palm"``, as PALM's released code subtracts it.
+
+    Returns ``location`` (in the space of ``f``) and ``W`` with ``W @ W.T`` equal to
+    ``diag(1/sd) pinv(C) diag(1/sd)``, so the score is
+    ``-||(f - location) @ W||^2``.
+    """
+    F = Xn.astype(np.float64)
+    mean = F.mean(axis=0)
+    sd = F.std(axis=0) + _STD_EPS
+    S = (F - mean) / sd
+    s_mean = S.mean(axis=0)
+    cov = (S - s_mean).T @ (S - s_mean) / S.shape[0]
+    # pinv(C) for a symmetric C, with numpy's default cut-off (1e-15 * largest).
+    eigval, eigvec = np.linalg.eigh(cov)
+    keep = eigval > 1e-15 * np.abs(eigval).max()
+    L = eigvec[:, keep] / np.sqrt(eigval[keep])
+    c = s_mean if center == "mean" else mean
+    location = mean + sd * c
+    W = L / sd[:, None]
+    return location.astype(Xn.dtype), W.astype(Xn.dtype)
+
+
+class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
+    """Out-of-distribution detector with a mixture of prototypes per class (PALM).
+
+    Each in-distribution class is modelled by ``n_prototypes`` unit-norm prototypes
+    fitted on the L2-normalised embeddings with the assignment and update rule of
+    PALM (Lu et al., ICLR 2024), as its official code computes them
+    (``util/loss_functions.py``, ``PALM.sinkhorn`` and ``PALM.mle_loss``). For every
+    mini-batch ``z`` (unit rows) and prototypes ``P`` (all classes stacked):
+
+    1. ``Q = exp(z P^T / epsilon)``, scaled by ``sinkhorn_iter`` Sinkhorn-Knopp
+       iterations (prototypes to equal mass, then samples to equal mass) over *all*
+       prototypes, as :func:`skproto.backend.sinkhorn`;
+    2. ``Q`` masked to the prototypes of each sample's own class;
+    3. only the ``top_k`` largest entries of each row kept;
+    4. rows, then columns normalised to sum 1 (``W``);
+    5. ``P <- normalize(momentum * P + (1 - momentum) * W^T z)``.
+
+    Steps 1-4 run in the backend (:func:`skproto.backend.balanced_assignment`), so
+    ``set_config(backend="torch")`` runs them with PyTorch (CPU or GPU). A pass over
+    the shuffled data is one iteration; fitting stops after ``max_iter`` passes or
+    once the prototypes have (nearly) reached the fixed point of the update
+    (see ``tol``).
+    ``fit(X)`` without labels is PALM's unsupervised setting: one pool of
+    ``n_prototypes`` prototypes and no class mask.
+
+    **What of PALM is reproduced, and what is not.** PALM trains an encoder with
+    two losses (a maximum-likelihood loss on the prototype mixture, temperature 0.1,
+    and a prototype contrastive loss); the prototypes are EMA buffers updated by
+    steps 1-5 on the encoder's current features. Here the encoder is frozen (the
+    embeddings are given), so there is no loss and no gradient: what is fitted are
+    the prototypes alone, by exactly steps 1-5 over mini-batches of the fixed
+    features. Departures, all forced by frozen features or chosen for them:
+    one view per sample (PALM concatenates two augmented views); the prototypes
+    start from k-means++ seeds of each class (``init="k-means++"``) rather than
+    PALM's ``torch.rand`` directions (``init="uniform"`` reproduces that), because
+    with a fixed encoder the prototypes must come to the data rather than the data
+    to the prototypes; the default ``momentum`` is 0.99 instead of 0.999, as the
+    fixed point of the update does not depend on it and 0.999 needs thousands of
+    steps to move (PALM runs 500 epochs). Prototypes are stored class-major
+    (rows ``c * n_prototypes ... (c + 1) * n_prototypes - 1`` belong to
+    ``classes_[c]``; PALM interleaves them, ``j % n_classes``).
+
+    **Scores** (``ood_score``, returned by :meth:`score_samples`; higher = more
+    in-distribution), all on the L2-normalised embedding ``z``:
+
+    - ``"prototype"``: ``max_j cos(z, p_j)``, the cosine similarity to the nearest
+      prototype of any class. With ``n_prototypes=1`` each prototype's fixed point
+      is the normalised mean of its class's normalised embeddings, so this is then
+      the max-cosine score to the class means (up to the EMA's mini-batch noise).
+    - ``"mahalanobis"``: the score of PALM's released evaluation (SSD+):
+      class-agnostic ``-(s - c)^T pinv(C) (s - c)`` on the standardised normalised
+      features ``s``, ``C`` their biased covariance (see ``mahalanobis_center``). It
+      does not use the prototypes.
+    - ``"knn"``: the cosine similarity to the ``n_neighbors``-th nearest training
+      embedding, the KNN+ score of Sun et al. (2022) (which reports the negative
+      Euclidean distance of normalised vectors, ``-sqrt(2 - 2 cos)``: the same
+      ranking). It stores the normalised training set and does not use the
+      prototypes.
+
+    Parameters
+    ----------
+    n_prototypes : int, default=6
+        Prototypes per class (PALM's ``cache_size``, 6). In unsupervised mode, the
+        size of the single pool.
+    top_k : int or None, default=5
+        Each sample updates only its ``top_k`` most strongly assigned prototypes
+        (PALM's ``k``, 5). Values above ``n_prototypes`` act as ``n_prototypes``
+        (as PALM's ``min(k, cache_size)``); None keeps all (PALM's ``k=0``).
+    epsilon : float, default=0.05
+        Entropic regularisation of the Sinkhorn assignment (PALM: 0.05).
+    sinkhorn_iter : int, default=3
+        Sinkhorn-Knopp iterations (PALM: 3).
+    momentum : float, default=0.99
+        EMA momentum of the prototype update (PALM: 0.999 over 500 epochs of a
+        trained encoder; see above).
+    max_iter : int, default=50
+        Maximum number of passes over the data. A pass makes
+        ``ceil(n_samples / batch_size)`` EMA steps: with few samples, lower
+        ``momentum`` or ``batch_size`` rather than raising ``max_iter``.
+    batch_size : int, default=512
+        Mini-batch size of the assignment (PALM: 512).
+    tol : float, default=1e-3
+        Stop after a pass in which the largest movement of a prototype (Euclidean,
+        on the unit sphere), divided by ``1 - momentum ** n_batches`` (the fraction
+        of the way to its target the EMA moves in one pass), is at most ``tol``:
+        the quotient estimates the distance left to the fixed point. Mini-batch
+        noise can keep it above ``tol``; ``max_iter`` then ends the fit.
+    init : {"k-means++", "uniform"}, default="k-means++"
+        ``"k-means++"``: k-means++ seeds among the normalised samples of each class
+        (every sample seeds one or more prototypes if a class has fewer than
+        ``n_prototypes``). ``"uniform"``: the official code's random directions in
+        the positive orthant (``torch.rand``, normalised).
+    ood_score : {"prototype", "mahalanobis", "knn"}, default="prototype"
+        Which OOD score :meth:`score_samples` returns (see above).
+    n_neighbors : int, default=50
+        ``k`` of the ``"knn"`` score (KNN+ uses 50 on CIFAR-10); at most the number
+        of training samples (``n_neighbors_``).
+    mahalanobis_center : {"mean", "palm"}, default="mean"
+        Centre of the ``"mahalanobis"`` score in the standardised space. ``"mean"``:
+        the mean of the standardised features (zero), as SSD+ and the PALM paper
+        describe the score. ``"palm"``: the mean of the normalised features *before*
+        standardisation, which PALM's released ``maha_score`` subtracts (``z = X -
+        mean_feat`` with ``X`` already standardised); offered to reproduce its
+        numbers. Not the default because it does not centre the distribution.
+    contamination : "auto" or float, default="auto"
+        Sets ``offset_`` as in :class:`~sklearn.ensemble.IsolationForest`: the
+        ``contamination`` quantile of :meth:`score_samples` on the training data,
+        so that this fraction of the training samples is predicted -1. ``"auto"``
+        means 0.05 for every score: the threshold that keeps 95% of the
+        in-distribution training data, the operating point of the FPR@95%TPR
+        metric (these scores have no threshold fixed by theory, unlike the
+        isolation forest's 0.5). For ``"knn"`` each training sample is its own
+        nearest neighbour in that computation, so the threshold is slightly
+        optimistic; prefer a float from validation data if it matters.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation and the shuffling of the mini-batches.
+
+    Attributes
+    ----------
+    prototypes_ : ndarray of shape (n_classes * n_prototypes, n_features)
+        Unit-norm prototypes, class-major, in the training dtype.
+    prototype_classes_ : ndarray of shape (n_classes * n_prototypes,) or None
+        Class label of each prototype (None after ``fit(X)`` without labels).
+    classes_ : ndarray of shape (n_classes,) or None
+        Sorted class labels (None after ``fit(X)`` without labels).
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    n_iter_ : int
+        Passes over the data run by :meth:`fit`.
+    n_neighbors_ : int
+        ``k`` used by the ``"knn"`` score (only with ``ood_score="knn"``).
+    train_features_ : ndarray of shape (n_samples, n_features)
+        The L2-normalised training embeddings (only with ``ood_score="knn"``).
+    location_ : ndarray of shape (n_features,)
+        Centre of the Mahalanobis score, among the normalised features (only with
+        ``ood_score="mahalanobis"``).
+    whitening_ : ndarray of shape (n_features, n_components)
+        ``W`` with the score ``-||(z - location_) @ W||^2`` (only with
+        ``ood_score="mahalanobis"``).
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when X has string feature names.
+
+    See Also
+    --------
+    sklearn.ensemble.IsolationForest : Tree-based outlier detector.
+    sklearn.neighbors.LocalOutlierFactor : Density-based detector
+        (``novelty=True`` for new data).
+    skproto.metrics.ood_report : AUROC, FPR@95%TPR, AUPR-in and AUPR-out.
+
+    References
+    ----------
+    .. [1] H. Lu, D. Gong, S. Wang, J. Xue, L. Yao, K. Moore. "Learning with
+       Mixture of Prototypes for Out-of-Distribution Detection", ICLR 2024.
+       Official code: https://github.com/jeff024/PALM
+    .. [2] V. Sehwag, M. Chiang, P. Mittal. "SSD: A Unified Framework for
+       Self-Supervised Outlier Detection", ICLR 2021 (the Mahalanobis score).
+    .. [3] Y. Sun, Y. Ming, X. Zhu, Y. Li. "Out-of-Distribution Detection with Deep
+       Nearest Neighbors", ICML 2022 (the KNN+ score).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto import MixturePrototypeOODDetector
+    >>> rng = np.random.RandomState(0)
+    >>> centers = np.eye(4)[:2] * 10                       # two classes
+    >>> X = np.concatenate([c + rng.randn(50, 4) for c in centers])
+    >>> y = np.repeat([0, 1], 50)
+    >>> det = MixturePrototypeOODDetector(n_prototypes=2, random_state=0).fit(X, y)
+    >>> det.prototypes_.shape
+    (4, 4)
+    >>> X_new = np.array([[10.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 10.0]])
+    >>> det.predict(X_new)                                  # +1 inlier, -1 outlier
+    array([ 1, -1])
+    >>> det.predict_class(X_new[:1])
+    array([0])
+    """
+
+    _parameter_constraints = {
+        "n_prototypes": [Interval(Integral, 1, None, closed="left")],
+        "top_k": [Interval(Integral, 1, None, closed="left"), None],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "sinkhorn_iter": [Interval(Integral, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "init": [StrOptions({"k-means++", "uniform"})],
+        "ood_score": [StrOptions({"prototype", "mahalanobis", "knn"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "mahalanobis_center": [StrOptions({"mean", "palm"})],
+        "contamination": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, 0.5, closed="right"),
+        ],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_prototypes=6,
+        top_k=5,
+        epsilon=0.05,
+        sinkhorn_iter=3,
+        momentum=0.99,
+        max_iter=50,
+        batch_size=512,
+        tol=1e-3,
+        init="k-means++",
+        ood_score="prototype",
+        n_neighbors=50,
+        mahalanobis_center="mean",
+        contamination="auto",
+        random_state=None,
+    ):
+        self.n_prototypes = n_prototypes
+        self.top_k = top_k
+        self.epsilon = epsilon
+        self.sinkhorn_iter = sinkhorn_iter
+        self.momentum = momentum
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.tol = tol
+        self.init = init
+        self.ood_score = ood_score
+        self.n_neighbors = n_neighbors
+        self.mahalanobis_center = mahalanobis_center
+        self.contamination = contamination
+        self.random_state = random_state
+
+    _FITTED = (
+        "prototypes_",
+        "prototype_classes_",
+        "classes_",
+        "offset_",
+        "n_iter_",
+        "n_neighbors_",
+        "train_features_",
+        "location_",
+        "whitening_",
+    )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the prototypes (and the statistics of the chosen score).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            In-distribution training embeddings (raw; they are L2-normalised here).
+        y : array-like of shape (n_samples,), default=None
+            Class labels. None: PALM's unsupervised setting (one pool of
+            ``n_prototypes`` prototypes, no class mask).
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        with rollback_on_error(self):
+            for attr in self._FITTED:
+                self.__dict__.pop(attr, None)
+            state = self._fit(X, y)
+        self.__dict__.update(state)
+        return self
+
+    def _fit(self, X, y):
+        """Build the whole fitted state in a dict; nothing is assigned on failure."""
+        dtype = [np.float64, np.float32]
+        if y is None:
+            X = validate_data(self, X, reset=True, dtype=dtype)
+            classes = None
+            codes = np.zeros(X.shape[0], dtype=np.int64)
+            n_groups = 1
+        else:
+            X, y = validate_data(self, X, y, reset=True, dtype=dtype, y_numeric=False)
+            check_classification_targets(y)
+            classes, codes = np.unique(y, return_inverse=True)
+            codes = codes.ravel().astype(np.int64)
+            n_groups = len(classes)
+        n_samples = X.shape[0]
+        if self.ood_score == "knn" and n_samples < 2:
+            raise ValueError(
+                f"ood_score='knn' needs at least 2 samples, got n_samples = {n_samples}."
+            )
+        rng = check_random_state(self.random_state)
+        Xn = _l2_normalize(X)
+        M = self.n_prototypes
+        P = _init_prototypes(Xn, codes, n_groups, M, self.init, rng)
+        proto_codes = np.repeat(np.arange(n_groups), M)
+        top_k = None if self.top_k is None or self.top_k >= M else self.top_k
+        groups = (codes, proto_codes) if n_groups > 1 else (None, None)
+        momentum = X.dtype.type(self.momentum)
+
+        batches = list(gen_batches(n_samples, self.batch_size))
+        # Fraction of the way to its target that the EMA moves a prototype in one
+        # pass: the pass's movement divided by it estimates the distance left.
+        pass_rate = 1.0 - float(self.momentum) ** len(batches)
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):
+            P_start = P
+            order = rng.permutation(n_samples)
+            for batch in batches:
+                idx = order[batch]
+                _, targets = backend.balanced_assignment(
+                    Xn[idx],
+                    P,
+                    epsilon=self.epsilon,
+                    n_iter=self.sinkhorn_iter,
+                    top_k=top_k,
+                    x_groups=None if groups[0] is None else codes[idx],
+                    p_groups=groups[1],
+                )
+                P = _l2_normalize(momentum * P + (1 - momentum) * targets)
+            moved = np.sqrt(np.einsum("ij,ij->i", P - P_start, P - P_start).max())
+            if moved <= self.tol * pass_rate:
+                break
+
+        state = {
+            "prototypes_": P,
+            "prototype_classes_": None if classes is None else classes[proto_codes],
+            "classes_": classes,
+            "n_iter_": n_iter,
+        }
+        if self.ood_score == "knn":
+            state["n_neighbors_"] = min(self.n_neighbors, n_samples)
+            state["train_features_"] = Xn
+        elif self.ood_score == "mahalanobis":
+            state["location_"], state["whitening_"] = _mahalanobis_statistics(
+                Xn, self.mahalanobis_center
+            )
+        train_scores = self._scores_from_state(X, state)
+        contamination = 0.05 if self.contamination == "auto" else self.contamination
+        state["offset_"] = float(np.percentile(train_scores, 100.0 * contamination))
+        return state
+
+    def _scores_from_state(self, X, state):
+        if self.ood_score == "prototype":
+            _, scores = backend.assign(X, state["prototypes_"], metric="cosine")
+            return scores
+        if self.ood_score == "knn":
+            k = state["n_neighbors_"]
+            _, top = backend.topk(X, state["train_features_"], k, metric="cosine")
+            return top[:, k - 1].copy()
+        d2 = backend.whitened_sq_distance(X, state["location_"], state["whitening_"])
+        return -d2
+
+    def _validate_X_predict(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=self.prototypes_.dtype)
+
+    def score_samples(self, X):
+        """OOD score of each sample: higher = more in-distribution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            The ``ood_score`` chosen at construction (see the class docstring for the
+            exact form of each).
+        """
+        X = self._validate_X_predict(X)
+        return self._scores_from_state(X, vars(self))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for predicted outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for in-distribution samples, -1 for out-of-distribution ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        is_inlier : ndarray of shape (n_samples,)
+        """
+        decision = self.decision_function(X)
+        is_inlier = np.ones(decision.shape[0], dtype=int)
+        is_inlier[decision < 0] = -1
+        return is_inlier
+
+    def fit_predict(self, X, y=None):
+        """Fit on X (with labels y if given), then :meth:`predict` X.
+
+        scikit-learn's ``OutlierMixin.fit_predict`` drops ``y``; here it is passed
+        to :meth:`fit`, so ``fit_predict(X, y)`` equals ``fit(X, y).predict(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Class labels, or None for the unsupervised fit.
+
+        Returns
+        -------
+        is_inlier : ndarray of shape (n_samples,)
+            +1 for inliers, -1 for outliers.
+        """
+        return self.fit(X, y).predict(X)
+
+    def predict_prototype(self, X):
+        """Index (row of ``prototypes_``) of the most similar prototype, by cosine.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        index : ndarray of shape (n_samples,)
+        """
+        X = self._validate_X_predict(X)
+        index, _ = backend.assign(X, self.prototypes_, metric="cosine")
+        return index
+
+    def predict_class(self, X):
+        """In-distribution class of the most similar prototype.
+
+        Meaningful for in-distribution samples; use :meth:`predict` to decide
+        whether a sample is in-distribution at all.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        if self.classes_ is None:
+            raise ValueError(
+                "This detector was fitted without labels (fit(X)), so it has no "
+                "classes; use predict_prototype for the nearest prototype."
+            )
+        return self.prototype_classes_[self.predict_prototype(X)]
