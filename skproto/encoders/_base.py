@@ -141,7 +141,8 @@ class _BaseOpenCLIPEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         items = self._as_items(X)
         if self.memory is None:
             return self._embed(items)
-        memory = check_memory(self.memory)
+        memory = self.memory
+        memory = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
         key = (
             type(self).__name__,
             source_fingerprint(self.model_name, self.pretrained),

@@ -6,7 +6,10 @@ skproto.encoders`` works without them, and the first model load raises a clear
 """
 
 import os
+import socket
 import threading
+import urllib.parse
+import urllib.request
 import weakref
 from pathlib import Path
 
@@ -106,6 +109,34 @@ def _offline_error(what, model_name, pretrained):
     )
 
 
+def _download_host(cfg):
+    """(host, port) that a download of this tag would contact first."""
+    if cfg is not None and cfg.get("url") and not cfg.get("hf_hub"):
+        url = cfg["url"]
+    else:
+        url = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urllib.parse.urlparse(url)
+    return parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)
+
+
+def probe_network(cfg, model_name, pretrained, timeout=3.0):
+    """One short connection attempt before a download, so that a machine without
+    network fails in seconds instead of sitting in the downloaders' retry loops."""
+    if urllib.request.getproxies():  # a proxy decides; let the downloader try
+        return
+    host, port = _download_host(cfg)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(
+            f"The weights of model_name={model_name!r}, pretrained={pretrained!r} are not "
+            f"in the local cache and {host}:{port} cannot be reached ({exc}). Connect to "
+            "the network once to download them, or point `pretrained` at a local "
+            "checkpoint file, or use model_name='local-dir:PATH'; set HF_HUB_OFFLINE=1 "
+            "to never try the network."
+        ) from exc
+
+
 def check_source(open_clip, model_name, pretrained, cache_dir):
     """Fail fast, before any network access, on a source that cannot be loaded."""
     if model_name.startswith(_LOCAL_DIR):
@@ -118,10 +149,11 @@ def check_source(open_clip, model_name, pretrained, cache_dir):
             )
         return
     if model_name.startswith(_HF_HUB):
-        if hub_offline():
-            repo_id = model_name[len(_HF_HUB) :]
-            if not _hf_cached(repo_id, "open_clip_config.json", cache_dir):
+        repo_id = model_name[len(_HF_HUB) :]
+        if not _hf_cached(repo_id, "open_clip_config.json", cache_dir):
+            if hub_offline():
                 raise _offline_error("a Hugging Face Hub repository", model_name, pretrained)
+            probe_network(None, model_name, pretrained)
         return
     name = model_name.replace("/", "-")
     if open_clip.get_model_config(name) is None:
@@ -138,8 +170,10 @@ def check_source(open_clip, model_name, pretrained, cache_dir):
             f"pretrained tag of {model_name!r} (known tags: "
             f"{open_clip.list_pretrained_tags_by_model(name)})."
         )
-    if hub_offline() and not _tag_is_cached(cfg, cache_dir):
-        raise _offline_error("a named pretrained tag", model_name, pretrained)
+    if not _tag_is_cached(cfg, cache_dir):
+        if hub_offline():
+            raise _offline_error("a named pretrained tag", model_name, pretrained)
+        probe_network(cfg, model_name, pretrained)
 
 
 def _file_stamp(path):
@@ -163,15 +197,32 @@ def source_fingerprint(model_name, pretrained):
 
 
 class LoadedModel:
-    """A loaded open_clip model with its preprocessing and tokenizer."""
+    """A loaded open_clip model with its preprocessing and (lazily) its tokenizer."""
 
-    def __init__(self, model, preprocess, tokenizer, device, input_dtype, embed_dim):
+    def __init__(self, model, preprocess, model_name, cache_dir, device, input_dtype):
         self.model = model
         self.preprocess = preprocess
-        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.cache_dir = cache_dir
         self.device = device
         self.input_dtype = input_dtype
-        self.embed_dim = embed_dim
+        self.embed_dim = _embed_dim(model)
+        self._tokenizer = None
+        self._tokenizer_lock = threading.Lock()
+
+    @property
+    def tokenizer(self):
+        # Built on first use: only text encoders need it (reading the BPE vocab
+        # takes a noticeable fraction of a second).
+        if self._tokenizer is None:
+            import open_clip
+
+            with self._tokenizer_lock:
+                if self._tokenizer is None:
+                    self._tokenizer = open_clip.get_tokenizer(
+                        self.model_name, cache_dir=self.cache_dir
+                    )
+        return self._tokenizer
 
 
 def _embed_dim(model):
@@ -227,10 +278,7 @@ def load_model(owner, model_name, pretrained, device, precision, cache_dir):
                     "a local file or a 'local-dir:PATH' folder."
                 ) from exc
         model.eval()
-        tokenizer = open_clip.get_tokenizer(model_name, cache_dir=cache_dir)
         input_dtype = open_clip.get_input_dtype(precision) or torch.float32
-        loaded = LoadedModel(
-            model, preprocess, tokenizer, device, input_dtype, _embed_dim(model)
-        )
+        loaded = LoadedModel(model, preprocess, model_name, cache_dir, device, input_dtype)
         _LOADED[key] = loaded
         return loaded
