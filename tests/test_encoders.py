@@ -501,7 +501,11 @@ def test_memory_caches_unchanged_inputs(tiny, image_files, tmp_path, monkeypatch
     files = [str(image_files[0]), str(path)]
     encoder = OpenCLIPImageEncoder(**_kwargs(tiny, "checkpoint"), memory=tmp_path / "c")
     first = encoder.transform(files)
-    assert_array_equal(clone(encoder).transform(files), first)
+    from skproto.encoders import _base
+
+    with monkeypatch.context() as patch:  # a cache hit does not even load the model
+        patch.setattr(_base, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+        assert_array_equal(clone(encoder).transform(files), first)
     assert calls == [2]
     Image.fromarray(_pixels(2, (32, 32, 3))).save(path)  # same path, new pixels
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
@@ -624,3 +628,12 @@ def test_zero_shot_then_refine_with_images(tiny):
     )
     assert_allclose(clf.prototypes_, expected, rtol=1e-5, atol=1e-6)
     assert_array_equal(clf.class_counts_, [2, 3])
+
+
+def test_reduced_precision_outputs_float32(tiny, image_files):
+    fp32 = OpenCLIPImageEncoder(**_kwargs(tiny, "checkpoint")).transform(image_files)
+    bf16 = OpenCLIPImageEncoder(**_kwargs(tiny, "checkpoint"), precision="bf16")
+    Z = bf16.transform(image_files)
+    assert Z.dtype == np.float32
+    assert_allclose(Z, fp32, atol=0.05)
+    assert np.mean(np.sum(Z * fp32, axis=1)) > 0.99  # cosine to the fp32 embeddings

@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory
 
-from ._loading import load_model, source_fingerprint
+from ._loading import load_model, require_open_clip, resolve_device, source_fingerprint
 
 
 def _embed_cached(key, encoder, items):
@@ -148,11 +148,16 @@ class _BaseOpenCLIPEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             source_fingerprint(self.model_name, self.pretrained),
             self.precision,
             self.normalize,
-            str(self._load().device),
+            self._device_type(),
             [self._fingerprint(item) for item in items],
         )
         cached = memory.cache(_embed_cached, ignore=["encoder", "items"])
         return cached(key, encoder=self, items=items)
+
+    def _device_type(self):
+        """Kind of device the model runs on, without loading the model."""
+        torch, _ = require_open_clip(type(self).__name__)
+        return resolve_device(torch, self.device).type
 
     def _embed(self, items):
         loaded = self._load()
