@@ -106,7 +106,11 @@ def main(argv=None):
         loaded = encoders[n_jobs_values[0]].fit()._load()  # all share this model
         model, preprocess, device = loaded.model, loaded.preprocess, loaded.device
 
-        runs = {"bare open_clip loop": lambda: bare_loop(model, preprocess, paths, args.batch_size, device)}
+        runs = {
+            "bare open_clip loop": lambda: bare_loop(
+                model, preprocess, paths, args.batch_size, device
+            )
+        }
         for n_jobs, encoder in encoders.items():
             runs[f"OpenCLIPImageEncoder n_jobs={n_jobs}"] = (
                 lambda encoder=encoder: encoder.transform(paths)

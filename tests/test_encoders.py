@@ -637,3 +637,15 @@ def test_reduced_precision_outputs_float32(tiny, image_files):
     assert Z.dtype == np.float32
     assert_allclose(Z, fp32, atol=0.05)
     assert np.mean(np.sum(Z * fp32, axis=1)) > 0.99  # cosine to the fp32 embeddings
+
+
+def test_progress_bar_only_when_asked_or_in_a_terminal(tiny, capsys):
+    texts = [f"text {i}" for i in range(5)]
+    OpenCLIPTextEncoder(**_kwargs(tiny, "checkpoint"), batch_size=2).transform(texts)
+    assert "OpenCLIPTextEncoder" not in capsys.readouterr().err  # stderr is no terminal
+    encoder = OpenCLIPTextEncoder(
+        **_kwargs(tiny, "checkpoint"), batch_size=2, show_progress=True
+    )
+    encoder.transform(texts)
+    err = capsys.readouterr().err
+    assert "OpenCLIPTextEncoder" in err and "5/5" in err

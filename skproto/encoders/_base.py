@@ -21,8 +21,8 @@ class _BaseOpenCLIPEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     """Lazy-loading, batched, cached open_clip tower as a stateless transformer.
 
     Subclasses define ``_as_items`` (validate the container), ``_fingerprint`` (what
-    identifies an item for ``memory``) and ``_iter_batches`` (model-ready tensors)
-    and ``_forward`` (one batch through the tower).
+    identifies an item for ``memory``), ``_iter_batches`` (model-ready batches) and
+    ``_forward`` (one batch through the tower).
     """
 
     _parameter_constraints = {
