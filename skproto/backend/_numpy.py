@@ -9,7 +9,6 @@ floating dtype for ``X`` and ``P``), and results keep that dtype.
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils import gen_batches
 
 # Norms below this are treated as zero: a zero vector has cosine 0 with everything,
 # as sklearn.preprocessing.normalize leaves zero rows at zero.
@@ -37,8 +36,8 @@ def _chunks(n_rows, n_cols, n_features, itemsize, working_memory):
     # One chunk holds a slice of X (n_features) and its score block (n_cols), plus a
     # second block for sorting / masking in the reductions.
     row_bytes = itemsize * (n_features + 2 * n_cols)
-    chunk = int(working_memory * 2**20 // row_bytes)
-    return gen_batches(n_rows, min(max(chunk, 1), max(n_rows, 1)))
+    chunk = max(int(working_memory * 2**20 // row_bytes), 1)
+    return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
 
 class _PreparedPrototypes:

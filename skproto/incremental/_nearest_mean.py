@@ -91,9 +91,9 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         only set when ``init_prototypes`` is given. The weight of a prototype in the
         running mean is ``class_counts_ + init_counts_``.
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during `fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when X has feature names that are
+        Names of features seen during `fit`, when X has feature names that are
         all strings.
 
     See Also
@@ -257,6 +257,8 @@ class NearestMeanClassifier(BasePrototypeClassifier):
     def fit(self, X, y):
         """Fit the class prototypes, forgetting any earlier fit.
 
+        If the call fails (bad input), an earlier fit is left exactly as it was.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -269,15 +271,15 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         self : object
             Fitted estimator.
         """
-        for attr in ("classes_", "prototypes_", "class_counts_", "init_counts_"):
-            self.__dict__.pop(attr, None)
         with rollback_on_error(self):
             X, y = validate_training_data(self, X, y, reset=True)
             classes, means, counts, init_counts = self._start_from_prior(
                 X, y, class_means(X, y)
             )
         self.classes_, self.prototypes_, self.class_counts_ = classes, means, counts
-        if init_counts is not None:
+        if init_counts is None:
+            self.__dict__.pop("init_counts_", None)  # refit without a prior
+        else:
             self.init_counts_ = init_counts
         return self
 
