@@ -149,3 +149,14 @@ def test_failed_partial_fit_leaves_prior_state_untouched():
     assert vars(clf).keys() == before.keys()
     for key, value in before.items():
         assert_array_equal(vars(clf)[key], value)
+
+
+def test_refit_without_prior_forgets_it():
+    X, y = _data(7)
+    clf = NearestMeanClassifier(init_prototypes=np.ones((1, 5)), init_classes=["z"]).fit(X, y)
+    assert "z" in clf.classes_ and hasattr(clf, "init_counts_")
+    clf.set_params(init_prototypes=None, init_classes=None).fit(X, y)
+    plain = NearestMeanClassifier().fit(X, y)
+    assert not hasattr(clf, "init_counts_")
+    assert_array_equal(clf.classes_, plain.classes_)
+    assert_allclose(clf.prototypes_, plain.prototypes_)
