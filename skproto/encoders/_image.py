@@ -91,25 +91,36 @@ class OpenCLIPImageEncoder(_BaseOpenCLIPEncoder):
 
     Examples
     --------
-    Random weights keep this example offline; use for instance
-    ``model_name="ViT-B-32", pretrained="laion2b_s34b_b79k"`` for real embeddings.
+    From image files to predictions. Random weights keep this example offline; use
+    for instance ``model_name="ViT-B-32", pretrained="laion2b_s34b_b79k"`` for real
+    embeddings.
 
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import numpy as np
+    >>> from PIL import Image
     >>> from sklearn.pipeline import make_pipeline
     >>> from skproto import NearestMeanClassifier
     >>> from skproto.encoders import OpenCLIPImageEncoder
     >>> rng = np.random.default_rng(0)
-    >>> images = rng.integers(0, 256, size=(4, 48, 48, 3), dtype=np.uint8)
-    >>> images[2:] //= 4                      # two dark images, two bright ones
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> files, labels = [], []
+    >>> for i, label in enumerate(["bright", "bright", "dark", "dark"]):
+    ...     pixels = rng.integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
+    ...     if label == "dark":
+    ...         pixels //= 4
+    ...     Image.fromarray(pixels).save(folder / f"img{i}.png")
+    ...     files.append(folder / f"img{i}.png")
+    ...     labels.append(label)
     >>> encoder = OpenCLIPImageEncoder("ViT-S-32", device="cpu")
-    >>> encoder.transform(images).shape
+    >>> encoder.transform(files).shape
     (4, 384)
     >>> clf = make_pipeline(encoder, NearestMeanClassifier())
-    >>> clf.fit(images, ["bright", "bright", "dark", "dark"]).predict(images)
+    >>> clf.fit(files, labels).predict(files)
     array(['bright', 'bright', 'dark', 'dark'], dtype='<U6')
+    >>> import shutil; shutil.rmtree(folder)
 
-    File paths work the same way:
-    ``clf.fit(["cat1.jpg", "dog1.png"], ["cat", "dog"]).predict(["new.jpg"])``.
+    PIL images, uint8 arrays and a stacked (N, H, W, 3) array work the same way.
     """
 
     _parameter_constraints = {
