@@ -9,7 +9,19 @@ import inspect
 
 import pytest
 from sklearn.base import BaseEstimator
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils import get_tags
+from sklearn.utils.estimator_checks import (
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_estimator_repr,
+    check_estimator_tags_renamed,
+    check_get_params_invariance,
+    check_mixin_order,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+    check_valid_tag_types,
+    parametrize_with_checks,
+)
 
 import skproto
 from skproto.utils.discovery import all_estimators
@@ -20,6 +32,14 @@ EXPECTED_FAILED_CHECKS = {}
 # Constructor arguments that make an estimator fast or valid for the checks' tiny data.
 CHECK_PARAMS = {
     "MixturePrototypeOODDetector": {"max_iter": 5},
+    # The encoders take images / strings, not numeric 2-D arrays, and say so with
+    # ``input_tags.two_d_array = False`` (as scikit-learn's text vectorizers do):
+    # parametrize_with_checks then runs only check_estimator_cloneable on them, and
+    # ``test_api_checks_without_numeric_data`` below runs the API checks that need no
+    # data. Nothing here loads a model; tests/test_encoders.py checks fit / transform /
+    # clone / pickle / Pipeline / GridSearchCV on a tiny open_clip model.
+    "OpenCLIPImageEncoder": {"device": "cpu"},
+    "OpenCLIPTextEncoder": {"device": "cpu"},
 }
 
 
@@ -46,3 +66,29 @@ def test_every_exported_estimator_is_checked():
     }
     assert exported, "skproto exports no estimator"
     assert exported <= set(dict(all_estimators()))
+
+
+_NON_NUMERIC_INPUT = [
+    est for est in _instances() if not get_tags(est).input_tags.two_d_array
+]
+_DATA_FREE_CHECKS = [
+    check_estimator_tags_renamed,
+    check_valid_tag_types,
+    check_estimator_repr,
+    check_no_attributes_set_in_init,
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_mixin_order,
+    check_parameters_default_constructible,
+    check_get_params_invariance,
+    check_set_params,
+]
+
+
+@pytest.mark.parametrize(
+    "estimator", _NON_NUMERIC_INPUT, ids=lambda est: type(est).__name__
+)
+@pytest.mark.parametrize("check", _DATA_FREE_CHECKS, ids=lambda check: check.__name__)
+def test_api_checks_without_numeric_data(estimator, check):
+    # scikit-learn skips every check but cloning for estimators that do not take
+    # numeric 2-D arrays; these API checks need no data, so run them anyway.
+    check(type(estimator).__name__, estimator)
