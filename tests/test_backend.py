@@ -203,3 +203,27 @@ def test_euclidean_never_positive_despite_cancellation(backend_name):
         _, best = backend.assign(X, P, "euclidean")
         _, top = backend.topk(X, P, 2, "euclidean")
     assert S.max() <= 0 and best.max() <= 0 and top.max() <= 0
+
+
+@pytest.mark.parametrize("kernel", ["assign", "topk", "similarity"])
+def test_numpy_kernels_keep_temporaries_under_working_memory(kernel):
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(6000, 32)).astype(np.float32)
+    P = rng.normal(size=(2000, 32)).astype(np.float32)
+    working_memory = 4  # MiB; one full 6000 x 2000 float32 matrix is 46 MiB
+    calls = {
+        "assign": lambda: backend.assign(X, P),
+        "topk": lambda: backend.topk(X, P, 10),
+        "similarity": lambda: backend.similarity(X, P),
+    }
+    output_mib = {"assign": 0.07, "topk": 0.7, "similarity": X.shape[0] * P.shape[0] * 4 / 2**20}
+    with config_context(working_memory=working_memory):
+        tracemalloc.start()
+        try:
+            calls[kernel]()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak / 2**20 <= output_mib[kernel] + 1.1 * working_memory

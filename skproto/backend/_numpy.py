@@ -32,10 +32,15 @@ def l2_normalize(X):
     return X * _safe_inverse_norms(X)[:, None]
 
 
-def _chunks(n_rows, n_cols, n_features, itemsize, working_memory):
-    # One chunk holds a slice of X (n_features) and its score block (n_cols), plus a
-    # second block for sorting / masking in the reductions.
-    row_bytes = itemsize * (n_features + 2 * n_cols)
+def _chunks(n_rows, n_cols, n_features, itemsize, working_memory, col_bytes=None):
+    """Row slices whose temporaries stay under ``working_memory`` MiB.
+
+    A chunk holds a slice of X (``n_features`` values a row) and, per column of the
+    score block, ``col_bytes`` bytes (default: two blocks of X's dtype, the scores and
+    one temporary of the reduction).
+    """
+    col_bytes = 2 * itemsize if col_bytes is None else col_bytes
+    row_bytes = itemsize * n_features + col_bytes * n_cols
     chunk = max(int(working_memory * 2**20 // row_bytes), 1)
     return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
@@ -107,7 +112,10 @@ def topk(X, P, k, metric, working_memory):
     n, n_prototypes = X.shape[0], P.shape[0]
     indices = np.empty((n, k), dtype=np.intp)
     scores = np.empty((n, k), dtype=X.dtype)
-    for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory):
+    # Per column: the score block, argpartition's intp index block and its internal
+    # copies (measured with tracemalloc: about one more score and index block).
+    col_bytes = 2 * (X.itemsize + np.dtype(np.intp).itemsize)
+    for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory, col_bytes):
         Xc = X[rows]
         S = prepared.raw_scores(Xc)
         if k < n_prototypes:
