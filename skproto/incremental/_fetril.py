@@ -150,8 +150,9 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
     incrementally is a linear classifier. At each step, the classes of the current
     batch keep their real features, and every past class ``c`` gets pseudo-features:
     the features of the current class ``c*`` whose mean is nearest to ``mu_c``,
-    translated by ``mu_c - mu_c*`` (see :func:`fetril_pseudo_features`). A fresh clone
-    of ``classifier`` is then trained on the L2-normalised real + pseudo features of
+    translated by ``mu_c - mu_c*`` (see
+    :func:`~skproto.incremental.fetril_pseudo_features`). A fresh clone of
+    ``classifier`` is then trained on the L2-normalised real + pseudo features of
     all classes seen so far. Only the mean and count of each class are kept between
     steps, never a sample.
 
@@ -200,14 +201,15 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         For the last step, ``{past class: current class used to translate it}``
         (empty after the first step).
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during `fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when X has feature names that are
+        Names of features seen during `fit`, when X has feature names that are
         all strings.
 
     See Also
     --------
-    fetril_pseudo_features : The pseudo-feature generator, as a function.
+    skproto.incremental.fetril_pseudo_features : The pseudo-feature generator, as a
+        function.
     NearestMeanClassifier : Exemplar-free too, without any training.
 
     References

@@ -108,8 +108,8 @@ class TEENCalibrator(BasePrototypeClassifier):
     The base session (:meth:`fit`) stores the raw class mean of each base class as
     its prototype. Each later session (:meth:`partial_fit`) gives every novel class
     the raw mean of its few samples, calibrated towards the base prototypes by
-    :func:`teen_calibrate`: ``P' = (1 - alpha) l2norm(P) + alpha l2norm(softmax(tau
-    l2norm(P) l2norm(B)^T) l2norm(B))``. Only base prototypes calibrate (never the
+    :func:`~skproto.incremental.teen_calibrate`: ``P' = (1 - alpha) l2norm(P) + alpha
+    l2norm(softmax(tau l2norm(P) l2norm(B)^T) l2norm(B))``. Only base prototypes calibrate (never the
     prototypes of earlier novel sessions), and base prototypes are never modified by
     calibration. A sample goes to the prototype with the highest cosine similarity.
     No training, no stored samples: ``n_classes x n_features`` numbers.
@@ -119,7 +119,7 @@ class TEENCalibrator(BasePrototypeClassifier):
     - **First** :meth:`partial_fit` **without** :meth:`fit`: it *is* the base
       session; its classes become the base classes, exactly as :meth:`fit`.
     - **Classes** ``classes_`` **are sorted** (a novel class is inserted at its sorted
-      position), as in :class:`NearestMeanClassifier`; :attr:`is_base_class_` says
+      position), as in :class:`NearestMeanClassifier`; ``is_base_class_`` says
       which are base.
     - **More samples of a known class** in a later :meth:`partial_fit`: its raw
       running mean is updated exactly (as :class:`NearestMeanClassifier` does), and
@@ -158,14 +158,14 @@ class TEENCalibrator(BasePrototypeClassifier):
     is_base_class_ : ndarray of shape (n_classes,), dtype bool
         True for the classes of the base session.
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during `fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when X has feature names that are
+        Names of features seen during `fit`, when X has feature names that are
         all strings.
 
     See Also
     --------
-    teen_calibrate : The calibration, for any prototype matrix.
+    skproto.incremental.teen_calibrate : The calibration, for any prototype matrix.
     NearestMeanClassifier : The same model without calibration (``alpha=0``).
 
     References
