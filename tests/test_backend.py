@@ -205,7 +205,7 @@ def test_euclidean_never_positive_despite_cancellation(backend_name):
     assert S.max() <= 0 and best.max() <= 0 and top.max() <= 0
 
 
-@pytest.mark.parametrize("kernel", ["assign", "topk", "similarity"])
+@pytest.mark.parametrize("kernel", ["assign", "topk", "kth_similarity", "similarity"])
 def test_numpy_kernels_keep_temporaries_under_working_memory(kernel):
     import tracemalloc
 
@@ -216,9 +216,10 @@ def test_numpy_kernels_keep_temporaries_under_working_memory(kernel):
     calls = {
         "assign": lambda: backend.assign(X, P),
         "topk": lambda: backend.topk(X, P, 10),
+        "kth_similarity": lambda: backend.kth_similarity(X, P, 10),
         "similarity": lambda: backend.similarity(X, P),
     }
-    output_mib = {"assign": 0.07, "topk": 0.7, "similarity": X.shape[0] * P.shape[0] * 4 / 2**20}
+    output_mib = {"assign": 0.07, "topk": 0.7, "kth_similarity": 0.03, "similarity": X.shape[0] * P.shape[0] * 4 / 2**20}
     with config_context(working_memory=working_memory):
         tracemalloc.start()
         try:
@@ -227,3 +228,18 @@ def test_numpy_kernels_keep_temporaries_under_working_memory(kernel):
         finally:
             tracemalloc.stop()
     assert peak / 2**20 <= output_mib[kernel] + 1.1 * working_memory
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("k", [1, 3, 11])
+def test_kth_similarity_is_the_kth_sorted_value(data, backend_name, metric, k):
+    X, P = data
+    expected = -np.sort(-direct_similarity(X, P, metric), axis=1)[:, k - 1]
+    with config_context(backend=backend_name, device="cpu", working_memory=0.001):
+        kth = backend.kth_similarity(X, P, k, metric=metric)
+    assert kth.shape == (X.shape[0],) and kth.dtype == np.float32
+    scale = np.abs(expected).max()
+    assert_allclose(kth, expected, rtol=1e-4, atol=1e-5 * scale)
+    with pytest.raises(ValueError, match="k must be in"):
+        backend.kth_similarity(X, P, P.shape[0] + 1)

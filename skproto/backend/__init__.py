@@ -25,6 +25,7 @@ __all__ = [
     "assign",
     "balanced_assignment",
     "group_sum",
+    "kth_similarity",
     "similarity",
     "sinkhorn",
     "topk",
@@ -138,6 +139,29 @@ def topk(X, P, k, metric="cosine"):
     if not 1 <= int(k) <= P.shape[0]:
         raise ValueError(f"k must be in [1, {P.shape[0]}] (the number of prototypes), got {k}.")
     return _kernels().topk(X, P, int(k), metric, _working_memory())
+
+
+def kth_similarity(X, P, k, metric="cosine"):
+    """The ``k``-th largest similarity of each row to the prototypes (``k=1``: the best).
+
+    Equals ``topk(X, P, k, metric)[1][:, k - 1]``, without building indices or sorting:
+    what a k-nearest-neighbour score needs.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> from skproto.backend import kth_similarity
+    >>> kth_similarity([[1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], k=2)
+    array([0.70710678])
+    """
+    _check_metric(metric)
+    X, P = _as_float_pair(X, P)
+    if not 1 <= int(k) <= P.shape[0]:
+        raise ValueError(f"k must be in [1, {P.shape[0]}] (the number of prototypes), got {k}.")
+    return _kernels().kth_similarity(X, P, int(k), metric, _working_memory())
 
 
 def group_sum(X, codes, n_groups, squares=False):

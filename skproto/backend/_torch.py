@@ -118,6 +118,21 @@ def topk(X, P, k, metric, working_memory):
 
 
 @torch.inference_mode()
+def kth_similarity(X, P, k, metric, working_memory):
+    device = resolve_device()
+    prepared = _PreparedPrototypes(P, metric, device)
+    n_prototypes = P.shape[0]
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _chunked(X, P, working_memory):
+        Xc = _to_device(X[rows], device)
+        S = prepared.raw_scores(Xc)
+        # kthvalue counts from the smallest: the k-th largest is the (K - k + 1)-th smallest.
+        value, _ = torch.kthvalue(S, n_prototypes - k + 1, dim=1)
+        out[rows] = _to_numpy(prepared.finish(value, Xc))
+    return out
+
+
+@torch.inference_mode()
 def group_sum(X, codes, n_groups, squares, working_memory):
     device = resolve_device()
     dtype = torch.float64 if X.dtype == np.float64 else torch.float32

@@ -418,8 +418,7 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
             return scores
         if self.ood_score == "knn":
             k = state["n_neighbors_"]
-            _, top = backend.topk(X, state["train_features_"], k, metric="cosine")
-            return top[:, k - 1].copy()
+            return backend.kth_similarity(X, state["train_features_"], k, metric="cosine")
         d2 = backend.whitened_sq_distance(X, state["location_"], state["whitening_"])
         return -d2
 
