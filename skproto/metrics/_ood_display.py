@@ -132,6 +132,25 @@ class OODScoreDisplay:
         Returns
         -------
         display : OODScoreDisplay
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> import numpy as np
+        >>> from skproto import MixturePrototypeOODDetector
+        >>> from skproto.metrics import OODScoreDisplay
+        >>> rng = np.random.RandomState(0)
+        >>> X_in = np.r_[rng.randn(100, 3) + [5, 0, 0], rng.randn(100, 3) + [0, 5, 0]]
+        >>> y_in = np.repeat([0, 1], 100)
+        >>> X_out = rng.randn(100, 3) + [0, 0, 5]
+        >>> det = MixturePrototypeOODDetector(n_prototypes=2, random_state=0)
+        >>> det = det.fit(X_in, y_in)
+        >>> display = OODScoreDisplay.from_estimator(det, X_in, X_out)
+        >>> display.roc_auc > 0.99
+        True
+        >>> plt.close(display.figure_)
         """
         if response_method not in ("score_samples", "decision_function"):
             raise ValueError(

@@ -215,9 +215,9 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         ``W`` with the score ``-||(z - location_) @ W||^2`` (only with
         ``ood_score="mahalanobis"``).
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when X has string feature names.
+        Names of features seen during :meth:`fit`, when X has string feature names.
 
     See Also
     --------
