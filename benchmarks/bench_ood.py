@@ -94,7 +94,7 @@ def bench_knn_speed(n_queries, n_train, dim, k, repeats):
 
     rows, results = [], {}
     t_ours, s_ours = _timed(ours, repeats)
-    rows.append(("skproto knn score (backend topk)", t_ours, s_ours))
+    rows.append(("skproto knn score (backend kth_similarity)", t_ours, s_ours))
     t_gemm, _ = _timed(gemm, repeats)
     rows.append(("bare GEMM Xn @ Tn.T (chunks of 4096)", t_gemm, None))
     try:
