@@ -1,12 +1,14 @@
 """skproto: prototype-based learning on frozen pretrained embeddings, the scikit-learn way."""
 
 from ._config import config_context, get_config, set_config
+from .discovery import SemiSupervisedGMM
 from .incremental import NearestMeanClassifier
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "NearestMeanClassifier",
+    "SemiSupervisedGMM",
     "config_context",
     "get_config",
     "set_config",

@@ -147,6 +147,143 @@ def group_sum(X, codes, n_groups, squares, working_memory):
 # Add them in this section.
 # ---------------------------------------------------------------------------------
 
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def _mixture_chunks(X, n_components, covariance_type, working_memory):
+    # One chunk holds X, X**2 (diag) and about four (rows x components) blocks; the
+    # full-covariance loop adds one (rows x features) block per component.
+    extra = X.shape[1] if covariance_type in ("diag", "full") else 0
+    row_bytes = X.itemsize * (X.shape[1] + extra + 4 * n_components)
+    chunk = int(working_memory * 2**20 // row_bytes)
+    return gen_batches(X.shape[0], min(max(chunk, 1), max(X.shape[0], 1)))
+
+
+class _PreparedGaussians:
+    """Per-call constants of a Gaussian mixture, so each row chunk costs one GEMM.
+
+    ``weighted_log_prob(Xc)`` is ``log w_k + log N(x | mean_k, cov_k)`` for the rows of
+    ``Xc``; spherical and diagonal covariances expand the quadratic form into
+    ``x^2 . p_k - 2 x . (m_k p_k) + m_k^2 . p_k`` (one GEMM on ``[x, x^2]``), full
+    covariances apply each component's Cholesky factor of the precision.
+    """
+
+    def __init__(self, means, precisions_chol, log_weights, covariance_type, dtype):
+        self.covariance_type = covariance_type
+        n_components, n_features = means.shape
+        means64 = means.astype(np.float64)
+        pc = precisions_chol.astype(np.float64)
+        if covariance_type == "full":
+            log_det = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
+            self.chol = pc.astype(dtype)
+            self.shift = np.einsum("kd,kde->ke", means64, pc).astype(dtype)
+            quad_const = np.zeros(n_components)
+        elif covariance_type == "diag":
+            prec = pc**2
+            log_det = np.log(pc).sum(axis=1)
+            # [x, x^2] @ W gives x . (2 m p) - x^2 . p
+            self.W = np.ascontiguousarray(
+                np.concatenate([2 * means64 * prec, -prec], axis=1).T.astype(dtype)
+            )
+            quad_const = (means64**2 * prec).sum(axis=1)
+        else:  # spherical
+            prec = pc**2
+            log_det = n_features * np.log(pc)
+            self.W = np.ascontiguousarray((2 * means64 * prec[:, None]).T.astype(dtype))
+            self.prec = prec.astype(dtype)
+            quad_const = (means64**2).sum(axis=1) * prec
+        # log w_k + log det(L_k) - D/2 log(2 pi); the quadratic form is added per row.
+        self.const = (
+            np.asarray(log_weights, dtype=np.float64) + log_det - 0.5 * n_features * _LOG_2PI
+        ).astype(dtype)
+        self.quad_const = np.asarray(quad_const, dtype=np.float64).astype(dtype)
+
+    def weighted_log_prob(self, Xc):
+        if self.covariance_type == "full":
+            out = np.empty((Xc.shape[0], self.chol.shape[0]), dtype=Xc.dtype)
+            for k in range(self.chol.shape[0]):
+                Y = Xc @ self.chol[k]
+                Y -= self.shift[k]
+                out[:, k] = np.einsum("ij,ij->i", Y, Y)
+            out *= -0.5
+            out += self.const
+            return out
+        if self.covariance_type == "diag":
+            out = np.concatenate([Xc, Xc * Xc], axis=1) @ self.W
+        else:
+            out = Xc @ self.W
+            out -= np.outer(row_norms_sq(Xc), self.prec)
+        # out = -(quadratic form); its expansion can round below 0 where the exact
+        # value is ~0: clamp, as the distance kernels do.
+        out -= self.quad_const
+        np.minimum(out, 0, out=out)
+        out *= 0.5
+        out += self.const
+        return out
+
+
+def _logsumexp_rows(A):
+    top = A.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)
+    return (np.log(np.exp(A - top).sum(axis=1, keepdims=True)) + top)[:, 0]
+
+
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type, working_memory):
+    """Log posterior of each component per row, and the row's log-likelihood."""
+    prepared = _PreparedGaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
+    log_resp = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    log_norm = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _mixture_chunks(X, means.shape[0], covariance_type, working_memory):
+        wlp = prepared.weighted_log_prob(X[rows])
+        norm = _logsumexp_rows(wlp)
+        wlp -= norm[:, None]
+        log_resp[rows] = wlp
+        log_norm[rows] = norm
+    return log_resp, log_norm
+
+
+def mixture_em_statistics(
+    X, means, precisions_chol, log_weights, covariance_type, fixed, working_memory
+):
+    """One pass of EM: E-step responsibilities folded into the M-step's sums."""
+    n_components, n_features = means.shape
+    prepared = _PreparedGaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
+    nk = np.zeros(n_components)
+    sums = np.zeros((n_components, n_features))
+    if covariance_type == "full":
+        sq_sums = np.zeros((n_components, n_features, n_features))
+    elif covariance_type == "diag":
+        sq_sums = np.zeros((n_components, n_features))
+    else:
+        sq_sums = np.zeros(n_components)
+    log_likelihood = 0.0
+    for rows in _mixture_chunks(X, n_components, covariance_type, working_memory):
+        Xc = X[rows]
+        wlp = prepared.weighted_log_prob(Xc)
+        norm = _logsumexp_rows(wlp)
+        resp = np.exp(wlp - norm[:, None])
+        fixed_c = fixed[rows]
+        is_fixed = fixed_c >= 0
+        if is_fixed.any():
+            idx = np.flatnonzero(is_fixed)
+            norm[idx] = wlp[idx, fixed_c[idx]]
+            resp[idx] = 0
+            resp[idx, fixed_c[idx]] = 1
+        log_likelihood += float(norm.sum(dtype=np.float64))
+        nk += resp.sum(axis=0, dtype=np.float64)
+        if covariance_type == "diag":
+            moments = resp.T @ np.concatenate([Xc, Xc * Xc], axis=1)
+            sums += moments[:, :n_features]
+            sq_sums += moments[:, n_features:]
+        else:
+            sums += resp.T @ Xc
+            if covariance_type == "spherical":
+                sq_sums += resp.T @ row_norms_sq(Xc)
+            else:
+                for k in range(n_components):
+                    sq_sums[k] += (Xc * resp[:, k : k + 1]).T @ Xc
+    return log_likelihood, nk, sums, sq_sums
+
 
 # ---------------------------------------------------------------------------------
 # end of the mixture-model section

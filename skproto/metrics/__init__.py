@@ -1,3 +1,5 @@
 """Metrics for incremental learning, category discovery and OOD detection."""
 
-__all__ = []
+from ._clustering import cluster_accuracy
+
+__all__ = ["cluster_accuracy"]
