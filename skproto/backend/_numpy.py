@@ -155,7 +155,8 @@ def _mixture_chunks(X, n_components, covariance_type, working_memory):
     # full-covariance loop adds one (rows x features) block per component.
     extra = X.shape[1] if covariance_type in ("diag", "full") else 0
     row_bytes = X.itemsize * (X.shape[1] + extra + 4 * n_components)
-    chunk = int(working_memory * 2**20 // row_bytes)
+    # Past a few thousand rows a bigger chunk only costs memory, not GEMM speed.
+    chunk = min(int(working_memory * 2**20 // row_bytes), 8192)
     return gen_batches(X.shape[0], min(max(chunk, 1), max(X.shape[0], 1)))
 
 
@@ -198,7 +199,15 @@ class _PreparedGaussians:
         ).astype(dtype)
         self.quad_const = np.asarray(quad_const, dtype=np.float64).astype(dtype)
 
-    def weighted_log_prob(self, Xc):
+    def features(self, Xc):
+        """What the GEMM multiplies: ``[x, x^2]`` for diag, ``x`` otherwise."""
+        if self.covariance_type == "diag":
+            return np.concatenate([Xc, Xc * Xc], axis=1)
+        return Xc
+
+    def weighted_log_prob(self, Xc, features=None):
+        if features is None:
+            features = self.features(Xc)
         if self.covariance_type == "full":
             out = np.empty((Xc.shape[0], self.chol.shape[0]), dtype=Xc.dtype)
             for k in range(self.chol.shape[0]):
@@ -208,10 +217,8 @@ class _PreparedGaussians:
             out *= -0.5
             out += self.const
             return out
-        if self.covariance_type == "diag":
-            out = np.concatenate([Xc, Xc * Xc], axis=1) @ self.W
-        else:
-            out = Xc @ self.W
+        out = features @ self.W
+        if self.covariance_type == "spherical":
             out -= np.outer(row_norms_sq(Xc), self.prec)
         # out = -(quadratic form); its expansion can round below 0 where the exact
         # value is ~0: clamp, as the distance kernels do.
@@ -226,6 +233,17 @@ def _logsumexp_rows(A):
     top = A.max(axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0)
     return (np.log(np.exp(A - top).sum(axis=1, keepdims=True)) + top)[:, 0]
+
+
+def _normalise_rows(wlp):
+    """Responsibilities (in place of ``wlp``) and the rows' logsumexp, with one exp."""
+    top = wlp.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)
+    np.subtract(wlp, top, out=wlp)
+    np.exp(wlp, out=wlp)
+    total = wlp.sum(axis=1, keepdims=True)
+    wlp /= total
+    return wlp, (np.log(total) + top)[:, 0]
 
 
 def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type, working_memory):
@@ -259,26 +277,27 @@ def mixture_em_statistics(
     log_likelihood = 0.0
     for rows in _mixture_chunks(X, n_components, covariance_type, working_memory):
         Xc = X[rows]
-        wlp = prepared.weighted_log_prob(Xc)
-        norm = _logsumexp_rows(wlp)
-        resp = np.exp(wlp - norm[:, None])
+        feats = prepared.features(Xc)
+        wlp = prepared.weighted_log_prob(Xc, feats)
         fixed_c = fixed[rows]
-        is_fixed = fixed_c >= 0
-        if is_fixed.any():
-            idx = np.flatnonzero(is_fixed)
-            norm[idx] = wlp[idx, fixed_c[idx]]
+        idx = np.flatnonzero(fixed_c >= 0)
+        fixed_ll = wlp[idx, fixed_c[idx]] if idx.size else None
+        resp, norm = _normalise_rows(wlp)
+        if idx.size:
+            norm[idx] = fixed_ll
             resp[idx] = 0
             resp[idx, fixed_c[idx]] = 1
         log_likelihood += float(norm.sum(dtype=np.float64))
         nk += resp.sum(axis=0, dtype=np.float64)
+        # (F^T R)^T: BLAS handles this layout faster than R^T F.
+        moments = (feats.T @ resp).T
         if covariance_type == "diag":
-            moments = resp.T @ np.concatenate([Xc, Xc * Xc], axis=1)
             sums += moments[:, :n_features]
             sq_sums += moments[:, n_features:]
         else:
-            sums += resp.T @ Xc
+            sums += moments
             if covariance_type == "spherical":
-                sq_sums += resp.T @ row_norms_sq(Xc)
+                sq_sums += row_norms_sq(Xc) @ resp
             else:
                 for k in range(n_components):
                     sq_sums[k] += (Xc * resp[:, k : k + 1]).T @ Xc

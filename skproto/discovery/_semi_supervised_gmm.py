@@ -168,11 +168,10 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
       accepted with probability ``min(1, H)``,
       ``log H = log alpha + lgamma(N1) + L1 + lgamma(N2) + L2 - lgamma(N) - L``, where
       ``L`` is the NIW log marginal likelihood of a cluster's samples;
-    - *merge*: each component not split in this round is proposed for merging with
-      its nearest component (Euclidean distance of means) with the inverse ratio;
-      each component takes part in at most one merge per round, and two known classes
-      never merge. A discovered component may merge into a known class (it then takes
-      that class's label); GPC's code only merges clusters without labels;
+    - *merge*: each discovered component not split in this round is proposed for
+      merging with its nearest such component (Euclidean distance of means), accepted
+      with the inverse ratio; each component takes part in at most one merge per
+      round. As in GPC's code, components of known classes neither split nor merge;
     - empty discovered components are dropped.
 
     The NIW prior follows GPC/DeepDPM: mean ``m0`` = the data mean,
@@ -755,29 +754,43 @@ def _assign_nearest(X, fixed, means):
 
 
 def _initial_means(X, fixed, n_known, n_components, rng):
-    """Labelled class means, then k-means++ over the unlabelled samples (GPC's ``kpp``)."""
+    """Labelled class means, then k-means++ over the unlabelled samples (GPC's ``kpp``).
+
+    The D^2 sampling is the greedy variant of scikit-learn's ``kmeans_plusplus``
+    (``2 + log k`` candidates per centre, keep the one that lowers the potential most).
+    """
     means = np.empty((n_components, X.shape[1]))
     if n_known:
         sums, counts = backend.group_sum(X[fixed >= 0], fixed[fixed >= 0], n_known)
         means[:n_known] = sums / counts[:, None]
     if n_components == n_known:
         return means
-    U = X[fixed < 0].astype(np.float64)
+    U = X if n_known == 0 and (fixed < 0).all() else X[fixed < 0]
+    u_sq = np.einsum("ij,ij->i", U, U, dtype=np.float64)
+
+    def sq_dist(centres):  # (n_centres, n_unlabelled), float64
+        d = u_sq[None, :] - 2 * (centres.astype(U.dtype) @ U.T) + (centres**2).sum(1)[:, None]
+        return np.maximum(d, 0)
+
+    first = n_known
     if n_known:
-        closest = -backend.assign(U, means[:n_known], metric="euclidean")[1].astype(np.float64)
+        closest = sq_dist(means[:n_known]).min(axis=0)
     else:
         means[0] = U[rng.randint(U.shape[0])]
-        closest = ((U - means[0]) ** 2).sum(axis=1)
-        n_known = 1  # the first centre is placed
-    for k in range(n_known, n_components):
+        closest = sq_dist(means[:1])[0]
+        first = 1
+    n_trials = 2 + int(np.log(n_components))
+    for k in range(first, n_components):
         total = closest.sum()
         if total > 0:
-            idx = int(np.searchsorted(np.cumsum(closest), rng.uniform() * total))
-            idx = min(idx, U.shape[0] - 1)
+            picks = np.searchsorted(np.cumsum(closest), rng.uniform(size=n_trials) * total)
+            picks = np.minimum(picks, U.shape[0] - 1)
         else:  # every sample sits on a centre already
-            idx = rng.randint(U.shape[0])
-        means[k] = U[idx]
-        np.minimum(closest, ((U - means[k]) ** 2).sum(axis=1), out=closest)
+            picks = rng.randint(U.shape[0], size=n_trials)
+        candidate = np.minimum(closest[None, :], sq_dist(U[picks].astype(np.float64)))
+        best = int(np.argmin(candidate.sum(axis=1)))
+        means[k] = U[picks[best]]
+        closest = candidate[best]
     return means
 
 
@@ -856,17 +869,17 @@ def _split_merge(X, fixed, state, n_known, prior, alpha, min_split_size, rng):
         if np.log(u) < log_h:
             split_parts[k] = sub
 
-    # Merges: each remaining component with its nearest remaining component.
+    # Merges (as GPC's code): each remaining discovered component with its nearest
+    # remaining discovered component; known classes never merge.
     candidates = [k for k in alive if k not in split_parts]
     used, merges = set(), []
     for a in rng.permutation(candidates):
         a = int(a)
         if a in used:
             continue
-        others = [
-            b for b in candidates
-            if b != a and b not in used and not (a < n_known and b < n_known)
-        ]
+        if a < n_known:
+            continue
+        others = [b for b in candidates if b >= n_known and b != a and b not in used]
         if not others:
             continue
         dist = ((means[others] - means[a]) ** 2).sum(axis=1)
