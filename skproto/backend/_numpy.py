@@ -199,17 +199,29 @@ class _PreparedGaussians:
         ).astype(dtype)
         self.quad_const = np.asarray(quad_const, dtype=np.float64).astype(dtype)
 
-    def features(self, Xc):
-        """What the GEMM multiplies: ``[x, x^2]`` for diag, ``x`` otherwise."""
-        if self.covariance_type == "diag":
-            return np.concatenate([Xc, Xc * Xc], axis=1)
-        return Xc
+    def features(self, Xc, buffer=None):
+        """What the GEMM multiplies: ``[x, x^2]`` for diag, ``x`` otherwise.
 
-    def weighted_log_prob(self, Xc, features=None):
+        ``buffer`` (at least ``rows x 2 n_features``) is reused across chunks: fresh
+        allocations of this size cost more in page faults than the copy itself.
+        """
+        if self.covariance_type != "diag":
+            return Xc
+        n_rows, n_features = Xc.shape
+        if buffer is None:
+            buffer = np.empty((n_rows, 2 * n_features), dtype=Xc.dtype)
+        F = buffer[:n_rows]
+        F[:, :n_features] = Xc
+        np.multiply(Xc, Xc, out=F[:, n_features:])
+        return F
+
+    def weighted_log_prob(self, Xc, features=None, out=None):
         if features is None:
             features = self.features(Xc)
+        if out is None:
+            out = np.empty((Xc.shape[0], self.const.shape[0]), dtype=Xc.dtype)
+        out = out[: Xc.shape[0]]
         if self.covariance_type == "full":
-            out = np.empty((Xc.shape[0], self.chol.shape[0]), dtype=Xc.dtype)
             for k in range(self.chol.shape[0]):
                 Y = Xc @ self.chol[k]
                 Y -= self.shift[k]
@@ -217,7 +229,7 @@ class _PreparedGaussians:
             out *= -0.5
             out += self.const
             return out
-        out = features @ self.W
+        np.matmul(features, self.W, out=out)
         if self.covariance_type == "spherical":
             out -= np.outer(row_norms_sq(Xc), self.prec)
         # out = -(quadratic form); its expansion can round below 0 where the exact
@@ -235,11 +247,18 @@ def _logsumexp_rows(A):
     return (np.log(np.exp(A - top).sum(axis=1, keepdims=True)) + top)[:, 0]
 
 
+_EXP_FLOOR = {np.float32: np.float32(-80.0), np.float64: np.float64(-700.0)}
+
+
 def _normalise_rows(wlp):
     """Responsibilities (in place of ``wlp``) and the rows' logsumexp, with one exp."""
     top = wlp.max(axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0)
     np.subtract(wlp, top, out=wlp)
+    # exp of anything below this is a denormal float (or 0), and denormals make exp
+    # and the M-step GEMM many times slower; a responsibility under ~1e-35 (float32)
+    # or ~1e-304 (float64) is rounding noise next to the row's largest, which is 1.
+    np.maximum(wlp, _EXP_FLOOR[wlp.dtype.type], out=wlp)
     np.exp(wlp, out=wlp)
     total = wlp.sum(axis=1, keepdims=True)
     wlp /= total
@@ -252,10 +271,9 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
     log_resp = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
     for rows in _mixture_chunks(X, means.shape[0], covariance_type, working_memory):
-        wlp = prepared.weighted_log_prob(X[rows])
+        wlp = prepared.weighted_log_prob(X[rows], out=log_resp[rows])  # in place
         norm = _logsumexp_rows(wlp)
         wlp -= norm[:, None]
-        log_resp[rows] = wlp
         log_norm[rows] = norm
     return log_resp, log_norm
 
@@ -275,10 +293,16 @@ def mixture_em_statistics(
     else:
         sq_sums = np.zeros(n_components)
     log_likelihood = 0.0
-    for rows in _mixture_chunks(X, n_components, covariance_type, working_memory):
+    chunks = list(_mixture_chunks(X, n_components, covariance_type, working_memory))
+    max_rows = max((c.stop - c.start for c in chunks), default=0)
+    feats_buffer = (
+        np.empty((max_rows, 2 * n_features), dtype=X.dtype) if covariance_type == "diag" else None
+    )
+    wlp_buffer = np.empty((max_rows, n_components), dtype=X.dtype)
+    for rows in chunks:
         Xc = X[rows]
-        feats = prepared.features(Xc)
-        wlp = prepared.weighted_log_prob(Xc, feats)
+        feats = prepared.features(Xc, feats_buffer)
+        wlp = prepared.weighted_log_prob(Xc, feats, wlp_buffer)
         fixed_c = fixed[rows]
         idx = np.flatnonzero(fixed_c >= 0)
         fixed_ll = wlp[idx, fixed_c[idx]] if idx.size else None

@@ -181,7 +181,13 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
     NIW marginal likelihood, whatever ``covariance_type``. GPC's code accepts a
     rejected move anyway with a fixed probability 0.1; here acceptance is the
     Metropolis-Hastings probability ``min(1, H)`` (DeepDPM's default), drawn from
-    ``random_state``, so a fit is reproducible.
+    ``random_state``, so a fit is reproducible. Two more deliberate differences from
+    the released code: the marginal likelihood centres the scatter on the cluster's
+    sample mean (the conjugate formula; GPC passes the k-means centre, equal at
+    convergence), and a component takes part in at most one merge per round (GPC may
+    merge one cluster with two neighbours and duplicate centres). On real, not
+    contrastively trained embeddings the NIW criterion tends to under-estimate the
+    number of classes (see the benchmark in the README).
 
     **Labels.** Known classes keep their labels (``known_classes_``, sorted; they are
     components ``0 .. n_known - 1``). Discovered components get labels that cannot
