@@ -395,13 +395,18 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
             )
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity; mark unlabelled samples with -1.")
-        if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
+        if y.dtype.kind == "O" and any(
+            v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y
+        ):
             raise ValueError("y contains None, NaN or infinity; mark unlabelled samples with -1.")
         unlabelled = np.array([v == -1 for v in y]) if y.dtype.kind == "O" else (y == -1)
         known = y[~unlabelled]
-        numeric = all(
-            isinstance(v, numbers.Number) and not isinstance(v, bool) for v in known
-        ) if known.dtype.kind == "O" else known.dtype.kind in "biuf"
+        if known.dtype.kind == "O":
+            numeric = all(
+                isinstance(v, numbers.Number) and not isinstance(v, bool) for v in known
+            )
+        else:
+            numeric = known.dtype.kind in "biuf"
         if known.size:
             if numeric and type_of_target(known.astype(np.float64)) not in ("binary", "multiclass"):
                 raise ValueError(
