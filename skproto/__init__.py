@@ -1,6 +1,7 @@
 """skproto: prototype-based learning on frozen pretrained embeddings, the scikit-learn way."""
 
 from ._config import config_context, get_config, set_config
+from .discovery import SemiSupervisedGMM
 from .incremental import FeTrIL, NearestMeanClassifier, TEENCalibrator
 from .ood import MixturePrototypeOODDetector
 
@@ -10,6 +11,7 @@ __all__ = [
     "FeTrIL",
     "MixturePrototypeOODDetector",
     "NearestMeanClassifier",
+    "SemiSupervisedGMM",
     "TEENCalibrator",
     "config_context",
     "get_config",

@@ -211,6 +211,143 @@ def group_sum(X, codes, n_groups, squares=False):
 # Mixture-model kernels (SemiSupervisedGMM): public dispatchers go in this section.
 # ---------------------------------------------------------------------------------
 
+__all__ += ["COVARIANCE_TYPES", "log_responsibilities", "mixture_em_statistics"]
+
+COVARIANCE_TYPES = ("spherical", "diag", "full")
+
+
+def _check_mixture(X, means, precisions_chol, log_weights, covariance_type):
+    """Validate a Gaussian mixture's arrays; X and means in one floating dtype."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
+        )
+    X, means = _as_float_pair(X, means)
+    n_components, n_features = means.shape
+    precisions_chol = np.asarray(precisions_chol, dtype=np.float64)
+    expected = {
+        "spherical": (n_components,),
+        "diag": (n_components, n_features),
+        "full": (n_components, n_features, n_features),
+    }[covariance_type]
+    if precisions_chol.shape != expected:
+        raise ValueError(
+            f"precisions_chol must have shape {expected} for covariance_type="
+            f"{covariance_type!r}, got {precisions_chol.shape}."
+        )
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    if log_weights.shape != (n_components,):
+        raise ValueError(
+            f"log_weights must have shape ({n_components},), got {log_weights.shape}."
+        )
+    return X, means, precisions_chol, log_weights
+
+
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type):
+    """E-step of a Gaussian mixture: log posteriors and per-row log-likelihoods.
+
+    With ``P_k = L_k L_k^T`` the precision of component ``k`` (``precisions_chol`` holds
+    ``L_k``, as in scikit-learn's ``GaussianMixture.precisions_cholesky_``)::
+
+        log p(x, k) = log w_k - D/2 log(2 pi) + log det L_k - ||L_k^T (x - m_k)||^2 / 2
+
+    Spherical and diagonal precisions expand the quadratic form into one GEMM per row
+    chunk; full precisions apply each ``L_k`` (one GEMM per component and chunk).
+    Chunks follow ``working_memory``; the result is computed in X's floating dtype.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    means : array-like of shape (n_components, n_features)
+    precisions_chol : array-like
+        Shape ``(n_components,)`` (spherical: ``1 / sigma_k``), ``(n_components,
+        n_features)`` (diag) or ``(n_components, n_features, n_features)`` (full,
+        lower-triangular).
+    log_weights : array-like of shape (n_components,)
+    covariance_type : {"spherical", "diag", "full"}
+
+    Returns
+    -------
+    log_resp : ndarray of shape (n_samples, n_components)
+        ``log p(k | x)``.
+    log_prob_norm : ndarray of shape (n_samples,)
+        ``log p(x) = logsumexp_k log p(x, k)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import log_responsibilities
+    >>> log_resp, log_norm = log_responsibilities(
+    ...     [[0.0], [4.0]], [[0.0], [4.0]], [1.0, 1.0], np.log([0.5, 0.5]), "spherical")
+    >>> np.exp(log_resp).round(3)
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    X, means, precisions_chol, log_weights = _check_mixture(
+        X, means, precisions_chol, log_weights, covariance_type
+    )
+    return _kernels().log_responsibilities(
+        X, means, precisions_chol, log_weights, covariance_type, _working_memory()
+    )
+
+
+def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed=None):
+    """One EM pass: E-step responsibilities reduced straight into the M-step sums.
+
+    Never builds the ``(n_samples, n_components)`` responsibility matrix: each row
+    chunk computes its responsibilities (as :func:`log_responsibilities`) and adds
+    their weighted moments to float64 accumulators.
+
+    Parameters
+    ----------
+    X, means, precisions_chol, log_weights, covariance_type
+        As in :func:`log_responsibilities`.
+    fixed : array-like of int of shape (n_samples,), default=None
+        Component each row is fixed to (its responsibility is one-hot there and its
+        log-likelihood is ``log p(x, fixed)``), or -1 for a free row (responsibility
+        ``p(k | x)``, log-likelihood ``log p(x)``). ``None``: all rows free.
+
+    Returns
+    -------
+    log_likelihood : float
+        Sum over rows of the log-likelihood above (at the given parameters).
+    nk : ndarray of shape (n_components,)
+        ``sum_i r_ik``.
+    sums : ndarray of shape (n_components, n_features)
+        ``sum_i r_ik x_i``.
+    sq_sums : ndarray
+        ``sum_i r_ik ||x_i||^2`` (spherical, shape ``(n_components,)``),
+        ``sum_i r_ik x_i^2`` (diag, ``(n_components, n_features)``) or
+        ``sum_i r_ik x_i x_i^T`` (full, ``(n_components, n_features, n_features)``).
+        All four results are float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import mixture_em_statistics
+    >>> ll, nk, sums, sq = mixture_em_statistics(
+    ...     [[0.0], [4.0], [0.1]], [[0.0], [4.0]], [1.0, 1.0], np.log([0.5, 0.5]),
+    ...     "spherical", fixed=[-1, -1, 1])
+    >>> nk.round(3)
+    array([1., 2.])
+    """
+    X, means, precisions_chol, log_weights = _check_mixture(
+        X, means, precisions_chol, log_weights, covariance_type
+    )
+    n_components = means.shape[0]
+    if fixed is None:
+        fixed = np.full(X.shape[0], -1, dtype=np.int64)
+    fixed = np.asarray(fixed)
+    if fixed.shape != (X.shape[0],) or not np.issubdtype(fixed.dtype, np.integer):
+        raise ValueError("fixed must be a 1-D integer array with one entry per row of X.")
+    if fixed.size and (fixed.min() < -1 or fixed.max() >= n_components):
+        raise ValueError(f"fixed must lie in [-1, {n_components}).")
+    fixed = fixed.astype(np.int64, copy=False)
+    return _kernels().mixture_em_statistics(
+        X, means, precisions_chol, log_weights, covariance_type, fixed, _working_memory()
+    )
+
+
 
 # ---------------------------------------------------------------------------------
 # end of the mixture-model section

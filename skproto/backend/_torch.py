@@ -156,6 +156,121 @@ def group_sum(X, codes, n_groups, squares, working_memory):
 # ---------------------------------------------------------------------------------
 
 
+class _PreparedGaussians:
+    """Torch twin of ``_numpy._PreparedGaussians`` (constants from the numpy one)."""
+
+    def __init__(self, means, precisions_chol, log_weights, covariance_type, dtype, device):
+        from ._numpy import _PreparedGaussians as _NumpyPrepared
+
+        prepared = _NumpyPrepared(means, precisions_chol, log_weights, covariance_type, dtype)
+        self.covariance_type = covariance_type
+        self.const = _to_device(prepared.const, device)
+        self.quad_const = _to_device(prepared.quad_const, device)
+        if covariance_type == "full":
+            self.chol = _to_device(prepared.chol, device)
+            self.shift = _to_device(prepared.shift, device)
+        else:
+            self.W = _to_device(prepared.W, device)
+            if covariance_type == "spherical":
+                self.prec = _to_device(prepared.prec, device)
+
+    def weighted_log_prob(self, Xc):
+        if self.covariance_type == "full":
+            # (K, rows, D): one batched GEMM over the components.
+            Y = torch.matmul(Xc.unsqueeze(0), self.chol) - self.shift[:, None, :]
+            out = -0.5 * torch.einsum("krd,krd->rk", Y, Y)
+            return out + self.const
+        if self.covariance_type == "diag":
+            out = torch.cat([Xc, Xc * Xc], dim=1) @ self.W
+        else:
+            out = Xc @ self.W
+            out -= torch.outer(_row_norms_sq(Xc), self.prec)
+        out -= self.quad_const
+        out.clamp_(max=0)
+        out *= 0.5
+        out += self.const
+        return out
+
+
+def _mixture_chunks(X, n_components, covariance_type, working_memory):
+    from ._numpy import _mixture_chunks as _numpy_chunks
+    from ._numpy import row_slices
+
+    if covariance_type == "full":
+        # The batched GEMM holds (K, rows, D): size the chunks for it.
+        row_bytes = X.itemsize * X.shape[1] * (n_components + 2)
+        return row_slices(X.shape[0], int(working_memory * 2**20 // row_bytes))
+    return _numpy_chunks(X, n_components, covariance_type, working_memory)
+
+
+@torch.inference_mode()
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type, working_memory):
+    device = resolve_device()
+    prepared = _PreparedGaussians(
+        means, precisions_chol, log_weights, covariance_type, X.dtype, device
+    )
+    log_resp = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    log_norm = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _mixture_chunks(X, means.shape[0], covariance_type, working_memory):
+        wlp = prepared.weighted_log_prob(_to_device(X[rows], device))
+        norm = torch.logsumexp(wlp, dim=1)
+        log_resp[rows] = _to_numpy(wlp - norm[:, None])
+        log_norm[rows] = _to_numpy(norm)
+    return log_resp, log_norm
+
+
+@torch.inference_mode()
+def mixture_em_statistics(
+    X, means, precisions_chol, log_weights, covariance_type, fixed, working_memory
+):
+    device = resolve_device()
+    n_components, n_features = means.shape
+    prepared = _PreparedGaussians(
+        means, precisions_chol, log_weights, covariance_type, X.dtype, device
+    )
+    # Accumulate across chunks in float64 (the per-chunk GEMMs stay in X's dtype).
+    acc = dict(dtype=torch.float64, device=device)
+    nk = torch.zeros(n_components, **acc)
+    sums = torch.zeros((n_components, n_features), **acc)
+    if covariance_type == "full":
+        sq_sums = torch.zeros((n_components, n_features, n_features), **acc)
+    elif covariance_type == "diag":
+        sq_sums = torch.zeros((n_components, n_features), **acc)
+    else:
+        sq_sums = torch.zeros(n_components, **acc)
+    log_likelihood = torch.zeros((), **acc)
+    for rows in _mixture_chunks(X, n_components, covariance_type, working_memory):
+        Xc = _to_device(X[rows], device)
+        wlp = prepared.weighted_log_prob(Xc)
+        norm = torch.logsumexp(wlp, dim=1)
+        resp = torch.exp(wlp - norm[:, None])
+        fixed_c = _to_device(fixed[rows], device)
+        idx = torch.nonzero(fixed_c >= 0).flatten()
+        if idx.numel():
+            comp = fixed_c[idx]
+            norm[idx] = wlp[idx, comp]
+            resp[idx] = 0
+            resp[idx, comp] = 1
+        log_likelihood += norm.sum(dtype=torch.float64)
+        nk += resp.sum(dim=0, dtype=torch.float64)
+        if covariance_type == "diag":
+            moments = resp.T @ torch.cat([Xc, Xc * Xc], dim=1)
+            sums += moments[:, :n_features]
+            sq_sums += moments[:, n_features:]
+        else:
+            sums += resp.T @ Xc
+            if covariance_type == "spherical":
+                sq_sums += resp.T @ _row_norms_sq(Xc)
+            else:
+                sq_sums += torch.einsum("rk,rd,re->kde", resp, Xc, Xc)
+    return (
+        float(log_likelihood),
+        _to_numpy(nk),
+        _to_numpy(sums),
+        _to_numpy(sq_sums),
+    )
+
+
 # ---------------------------------------------------------------------------------
 # end of the mixture-model section
 # ---------------------------------------------------------------------------------

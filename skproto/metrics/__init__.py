@@ -1,5 +1,6 @@
 """Metrics for incremental learning, category discovery and OOD detection."""
 
+from ._clustering import cluster_accuracy
 from ._incremental import (
     average_incremental_accuracy,
     forgetting,
@@ -12,6 +13,7 @@ from ._ood_display import OODScoreDisplay
 __all__ = [
     "OODScoreDisplay",
     "average_incremental_accuracy",
+    "cluster_accuracy",
     "forgetting",
     "fpr_at_tpr",
     "harmonic_mean_accuracy",
