@@ -145,8 +145,18 @@ def set_config(backend=None, device=None, working_memory=None):
 def config_context(*, backend=None, device=None, working_memory=None):
     """Context manager to change the configuration within a ``with`` block.
 
-    Takes the parameters of :func:`set_config`; the previous configuration is
-    restored on exit, also when the block raises.
+    The previous configuration is restored on exit, also when the block raises.
+
+    Parameters
+    ----------
+    backend : {"numpy", "torch"}, default=None
+        Library that runs the kernels (see :func:`set_config`).
+    device : {"cpu", "cuda", "auto"}, default=None
+        Where the torch backend computes.
+    working_memory : float, default=None
+        MiB of temporaries per row chunk.
+
+    Parameters left to ``None`` keep their current value.
 
     Examples
     --------

@@ -100,6 +100,12 @@ def similarity(X, P, metric="cosine"):
 def assign(X, P, metric="cosine"):
     """Most similar prototype of each row, without building the full matrix.
 
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
+
     Returns
     -------
     index : ndarray of shape (n_samples,), dtype intp
@@ -121,6 +127,14 @@ def assign(X, P, metric="cosine"):
 
 def topk(X, P, k, metric="cosine"):
     """The ``k`` most similar prototypes of each row, most similar first.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    k : int
+        Number of prototypes to return, in ``[1, n_prototypes]``.
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
 
     Returns
     -------
@@ -146,6 +160,14 @@ def kth_similarity(X, P, k, metric="cosine"):
 
     Equals ``topk(X, P, k, metric)[1][:, k - 1]``, without building indices or sorting:
     what a k-nearest-neighbour score needs.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    k : int
+        Rank of the similarity to return, in ``[1, n_prototypes]``.
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
 
     Returns
     -------
