@@ -69,6 +69,39 @@ def check_correctness(X, P, working_memory):
     for name in ("numpy", "torch"):
         with config_context(backend=name, working_memory=working_memory):
             results[name] = backend.group_sum(X, codes, P.shape[0], squares=True)
+    # The mixture E-step and the Sinkhorn assignment, on a smaller slice.
+    rng = np.random.default_rng(2)
+    Xs = X[:4096].astype(np.float32)
+    k_mix = min(64, P.shape[0])
+    means = P[:k_mix]
+    log_w = np.log(np.full(k_mix, 1.0 / k_mix))
+    precisions = {
+        "spherical": rng.uniform(0.5, 1.5, k_mix),
+        "diag": rng.uniform(0.5, 1.5, (k_mix, X.shape[1])),
+    }
+    for cov, prec in precisions.items():
+        out = {}
+        for name in ("numpy", "torch"):
+            with config_context(backend=name, working_memory=working_memory):
+                out[name] = backend.log_responsibilities(Xs, means, prec, log_w, cov)
+        (lr_n, ll_n), (lr_t, ll_t) = out["numpy"], out["torch"]
+        rows.append({
+            "kernel": f"log_responsibilities {cov}",
+            "max abs diff / scale": float(np.abs(ll_t - ll_n).max() / np.abs(ll_n).max()),
+            "argmax agreement": float(np.mean(lr_t.argmax(1) == lr_n.argmax(1))),
+        })
+    Xn = Xs[:512] / np.linalg.norm(Xs[:512], axis=1, keepdims=True)
+    Pn = means / np.linalg.norm(means, axis=1, keepdims=True)
+    out = {}
+    for name in ("numpy", "torch"):
+        with config_context(backend=name, working_memory=working_memory):
+            out[name] = backend.balanced_assignment(Xn, Pn, top_k=5)
+    rows.append({
+        "kernel": "balanced_assignment (Sinkhorn, top-5)",
+        "max abs diff / scale": float(np.abs(out["torch"][0] - out["numpy"][0]).max()),
+        "argmax agreement": float(np.mean(out["torch"][0].argmax(1) == out["numpy"][0].argmax(1))),
+    })
+
     rows.append({
         "kernel": "group_sum (sums, squares)",
         "max abs diff / scale": max(
@@ -142,6 +175,10 @@ def main(argv=None):
             ("assign cosine", lambda: backend.assign(X, P, "cosine")),
             ("assign euclidean", lambda: backend.assign(X, P, "euclidean")),
             ("topk k=10 cosine", lambda: backend.topk(X, P, 10, "cosine")),
+            ("kth_similarity k=50 cosine", lambda: backend.kth_similarity(X, P, 50, "cosine")),
+            ("mixture_em_statistics diag (one EM pass)",
+             lambda: backend.mixture_em_statistics(
+                 X, P, np.ones_like(P), np.log(np.full(len(P), 1.0 / len(P))), "diag")),
         ]:
             t = timed(func, torch, device, repeats=2)
             timing.append({"operation": name, "seconds": t, "x bare": t / t_res,
