@@ -260,18 +260,18 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
         Number of components after fitting.
     known_classes_ : ndarray of shape (n_known,)
         Sorted labels of the known classes (components ``0 .. n_known - 1``).
-    component_labels_ : ndarray of shape (n_components_,)
+    component_labels_ : ndarray of shape (`n_components_`,)
         Label of each component: the known classes, then the discovered labels.
     labels_ : ndarray of shape (n_samples,)
         Label of each training sample (its own label when it was labelled).
-    means_ : ndarray of shape (n_components_, n_features)
+    means_ : ndarray of shape (`n_components_`, n_features)
     covariances_ : ndarray
         ``(n_components_,)`` spherical, ``(n_components_, n_features)`` diag,
         ``(n_components_, n_features, n_features)`` full.
     precisions_cholesky_ : ndarray
         Cholesky factors of the precisions, shaped like ``covariances_`` (the inverse
         standard deviations for spherical and diag), as scikit-learn's.
-    weights_ : ndarray of shape (n_components_,)
+    weights_ : ndarray of shape (`n_components_`,)
     lower_bound_ : float
         Mean objective (``log p(x)`` for unlabelled, ``log p(x, y)`` for labelled
         samples) at the fitted parameters.
@@ -717,7 +717,7 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_components_)
+        proba : ndarray of shape (n_samples, `n_components_`)
             Columns follow ``component_labels_``.
         """
         return np.exp(self._log_resp(X)[0])
