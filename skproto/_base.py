@@ -18,17 +18,15 @@ from . import backend
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def validate_training_data(estimator, X, y, *, reset):
+def validate_training_data(estimator, X, y, *, reset, fitted_dtype=None):
     """Validate X (finite, 2-D, float) and y (class labels) for fit / partial_fit.
 
     ``reset=False`` checks the feature count and names against the fitted ones,
     and that the labels are of the same kind (all numbers or all strings) as
-    ``classes_``. Float32 input stays float32; a later call is cast to the dtype of
-    the fitted prototypes.
+    ``classes_``. Float32 input stays float32; a later call passes the dtype of its
+    fitted means as ``fitted_dtype``, and X is cast to it.
     """
-    dtype = list(FLOAT_DTYPES)
-    if not reset and hasattr(estimator, "prototypes_"):
-        dtype = estimator.prototypes_.dtype
+    dtype = list(FLOAT_DTYPES) if fitted_dtype is None else fitted_dtype
     X, y = validate_data(estimator, X, y, reset=reset, dtype=dtype, y_numeric=False)
     check_classification_targets(y)
     if not reset and hasattr(estimator, "classes_"):

@@ -303,8 +303,9 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "classes_"):
             return self.fit(X, y)
         with rollback_on_error(self):
-            X, y = validate_training_data(self, X, y, reset=False)
-            X = X.astype(self.class_means_.dtype, copy=False)
+            X, y = validate_training_data(
+                self, X, y, reset=False, fitted_dtype=self.class_means_.dtype
+            )
             batch = class_means(X, y)
             past = ~np.isin(self.classes_, batch[0])
             past_classes = self.classes_[past]

@@ -307,7 +307,10 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         """
         first_call = not hasattr(self, "classes_")
         with rollback_on_error(self):
-            X, y = validate_training_data(self, X, y, reset=first_call)
+            X, y = validate_training_data(
+                self, X, y, reset=first_call,
+                fitted_dtype=None if first_call else self.prototypes_.dtype,
+            )
             batch = class_means(X, y)
             if first_call:
                 classes, means, counts, init_counts = self._start_from_prior(X, y, batch)

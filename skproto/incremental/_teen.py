@@ -272,7 +272,9 @@ class TEENCalibrator(BasePrototypeClassifier):
         if not hasattr(self, "classes_"):
             return self.fit(X, y)
         with rollback_on_error(self):
-            X, y = validate_training_data(self, X, y, reset=False)
+            X, y = validate_training_data(
+                self, X, y, reset=False, fitted_dtype=self.class_means_.dtype
+            )
             batch = class_means(X, y)
             classes, means, counts = merge_class_means(
                 self.classes_, self.class_means_, self.class_counts_, *batch
