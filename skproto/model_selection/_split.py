@@ -46,7 +46,30 @@ def _class_order(y, class_order, shuffle, rng):
     return classes
 
 
-class ClassIncrementalSplit:
+class _BaseIncrementalSplit:
+    """What both protocols share: the steps come from ``_class_steps(y, rng)``."""
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Number of steps (sessions), the first one included, for the labels ``y``.
+
+        Parameters
+        ----------
+        X : object
+            Ignored.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        groups : object
+            Ignored.
+
+        Returns
+        -------
+        n_steps : int
+        """
+        y = _check_labels(y)
+        return len(self._class_steps(y, check_random_state(0)))
+
+
+class ClassIncrementalSplit(_BaseIncrementalSplit):
     """Class-incremental protocol: an initial step, then a fixed number of new classes.
 
     Step 0 holds the first ``n_initial_classes`` classes of the class order, every
@@ -134,27 +157,8 @@ class ClassIncrementalSplit:
         for classes in self._class_steps(y, rng):
             yield np.flatnonzero(np.isin(y, classes)), classes
 
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of steps for the labels ``y``.
 
-        Parameters
-        ----------
-        X : object
-            Ignored.
-        y : array-like of shape (n_samples,)
-            Class labels.
-        groups : object
-            Ignored.
-
-        Returns
-        -------
-        n_steps : int
-        """
-        y = _check_labels(y)
-        return len(self._class_steps(y, check_random_state(0)))
-
-
-class FewShotIncrementalSplit:
+class FewShotIncrementalSplit(_BaseIncrementalSplit):
     """Few-shot class-incremental protocol (FSCIL): a many-shot base session, then
     ``n_ways``-way ``n_shots``-shot sessions.
 
@@ -266,22 +270,3 @@ class FewShotIncrementalSplit:
                     )
                 shots.append(rng.choice(members, self.n_shots, replace=False))
             yield np.sort(np.concatenate(shots)), classes
-
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of sessions (base session included) for the labels ``y``.
-
-        Parameters
-        ----------
-        X : object
-            Ignored.
-        y : array-like of shape (n_samples,)
-            Class labels.
-        groups : object
-            Ignored.
-
-        Returns
-        -------
-        n_sessions : int
-        """
-        y = _check_labels(y)
-        return len(self._class_steps(y, check_random_state(0)))
