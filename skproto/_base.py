@@ -1,19 +1,26 @@
-"""Shared machinery of the prototype classifiers.
+"""Shared machinery of skproto's estimators.
 
-:class:`BasePrototypeClassifier` turns fitted ``prototypes_`` and ``classes_`` into
-scikit-learn's classifier API (``decision_function``, ``predict``, ``predict_proba``,
-``predict_log_proba``, ``score``), with the similarities computed by the backend.
-:func:`validate_training_data` and :func:`class_means` are the steps every
-prototype estimator's ``fit`` / ``partial_fit`` starts with.
+- :func:`validate_training_data`: the checks every ``fit`` / ``partial_fit`` starts with.
+- :class:`ValidatedPredictMixin`: the one ``_validate_X_predict``.
+- :class:`BasePrototypeClassifier`: scikit-learn's classifier API on fitted
+  ``prototypes_`` and ``classes_``, with the similarities computed by the backend.
+- :class:`BaseStatisticsClassifier`: a classifier that is "class statistics, then a
+  head": ``partial_fit`` validates, merges the batch's
+  :class:`~skproto.statistics.ClassStatistics` into ``statistics_`` and recomputes the
+  head; ``fit`` resets and takes the same path; ``from_statistics`` builds the head
+  from statistics computed elsewhere. Both run as one transaction
+  (:func:`skproto.utils._state.transactional`).
 """
 
 import numpy as np
 from scipy.special import log_softmax, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import backend
+from .statistics import ClassStatistics
+from .utils._state import reset_fitted_state, transactional
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -35,42 +42,21 @@ def validate_training_data(estimator, X, y, *, reset, fitted_dtype=None):
     return X, y
 
 
-def class_means(X, y):
-    """Sorted class labels, raw class means (in X's dtype) and class sizes."""
-    classes, codes = np.unique(y, return_inverse=True)
-    sums, counts = backend.group_sum(X, codes.ravel(), len(classes))
-    means = (sums / counts[:, None]).astype(X.dtype, copy=False)
-    return classes, means, counts
+class ValidatedPredictMixin:
+    """``_validate_X_predict``: fitted, same features, finite, in the fitted dtype."""
+
+    def _predict_dtype(self):
+        """The dtype X is cast to before prediction (a list: keep float32/float64)."""
+        return list(FLOAT_DTYPES)
+
+    def _validate_X_predict(self, X):
+        check_is_fitted(self)
+        return validate_data(
+            self, X, reset=False, dtype=self._predict_dtype(), ensure_all_finite=True
+        )
 
 
-def merge_class_means(classes, means, counts, new_classes, new_means, new_counts):
-    """Merge per-class running means with the means of a new batch.
-
-    Returns the sorted union of the classes, their means and sizes. A class absent
-    from the batch keeps its mean bit for bit; a class present in both gets the
-    exact running mean ``(n_old * m_old + n_new * m_new) / (n_old + n_new)``, computed
-    in float64; a class new in the batch is appended at its sorted position.
-    """
-    all_classes = np.union1d(classes, new_classes)
-    old_pos = np.searchsorted(all_classes, classes)
-    new_pos = np.searchsorted(all_classes, new_classes)
-
-    all_counts = np.zeros(len(all_classes), dtype=np.int64)
-    all_counts[old_pos] = counts
-    all_means = np.zeros((len(all_classes), means.shape[1]), dtype=means.dtype)
-    all_means[old_pos] = means
-
-    prior = all_counts[new_pos]
-    total = prior + new_counts
-    # m_old + n_new / (n_old + n_new) * (m_new - m_old): exact for n_old == 0 too.
-    m_old = all_means[new_pos].astype(np.float64)
-    weight = (new_counts / total)[:, None]
-    all_means[new_pos] = m_old + weight * (new_means.astype(np.float64) - m_old)
-    all_counts[new_pos] = total
-    return all_classes, all_means, all_counts
-
-
-class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
+class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
     """Classifier API on top of fitted ``prototypes_`` (one per class).
 
     Subclasses set ``classes_`` (sorted), ``prototypes_`` (n_classes, n_features) and
@@ -80,11 +66,8 @@ class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
     def _get_metric(self):
         return self.metric
 
-    def _validate_X_predict(self, X):
-        check_is_fitted(self)
-        return validate_data(
-            self, X, reset=False, dtype=self.prototypes_.dtype, ensure_all_finite=True
-        )
+    def _predict_dtype(self):
+        return self.prototypes_.dtype
 
     def _similarities(self, X):
         """Similarity of each sample to each class prototype, (n_samples, n_classes)."""
@@ -154,3 +137,128 @@ class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
             Columns follow ``classes_``.
         """
         return softmax(self._similarities(X) / self.temperature, axis=1)
+
+
+class BaseStatisticsClassifier(BasePrototypeClassifier):
+    """A prototype classifier computed from accumulated :class:`ClassStatistics`.
+
+    Subclasses implement :meth:`_head` (the fitted attributes, as a dict, from the
+    statistics) and set ``_moments`` to the second moments the head needs.
+    """
+
+    _moments = None
+
+    def _head(self, statistics, first):
+        """Fitted attributes (a dict) from ``statistics``; ``first``: no earlier fit."""
+        raise NotImplementedError
+
+    def _set_statistics(self, statistics, first):
+        # The head is computed entirely before anything is assigned.
+        state = self._head(statistics, first)
+        self.statistics_ = statistics
+        vars(self).update(state)
+
+    def _learn(self, X, y):
+        """Validate a batch, merge its statistics into ``statistics_``, recompute the head."""
+        first = not hasattr(self, "statistics_")
+        X, y = validate_training_data(
+            self, X, y, reset=first,
+            fitted_dtype=None if first else self.statistics_.dtype,
+        )
+        # Statistics given to from_statistics may keep more moments than needed.
+        moments = self._moments if first else self.statistics_.moments
+        batch = ClassStatistics._from_validated(X, y, moments=moments)
+        self._set_statistics(batch if first else self.statistics_.merge(batch), first)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @transactional
+    def fit(self, X, y):
+        """Fit from scratch, forgetting any earlier fit.
+
+        If the call fails (bad input, an interrupt), an earlier fit is left exactly
+        as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training embeddings.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        reset_fitted_state(self)
+        return self._learn(X, y)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @transactional
+    def partial_fit(self, X, y, classes=None):
+        """Update the model with a batch, adding any class not seen before.
+
+        The batch's class statistics are merged exactly into ``statistics_`` and the
+        head is recomputed, so any sequence of calls equals one :meth:`fit` on the
+        concatenated data (up to float rounding). If the call fails (bad input, an
+        interrupt), the fitted state is left exactly as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training embeddings; the number of features must match earlier calls.
+        y : array-like of shape (n_samples,)
+            Class labels; new labels become new classes.
+        classes : array-like of shape (n_classes,), default=None
+            Accepted for compatibility with scikit-learn's ``partial_fit`` signature
+            and otherwise ignored: classes need not be declared in advance, and a
+            class gets a prototype only once it has samples.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        return self._learn(X, y)
+
+    @classmethod
+    def from_statistics(cls, statistics, **params):
+        """A fitted estimator from class statistics computed elsewhere.
+
+        For example per partition on a cluster and merged there: the result equals
+        :meth:`fit` on all the data the statistics came from. The estimator then
+        predicts at once, and :meth:`partial_fit` continues from the statistics.
+
+        Parameters
+        ----------
+        statistics : ClassStatistics
+            Statistics of at least one class (their ``moments`` may include more
+            than the estimator needs).
+        **params : dict
+            Constructor parameters of the estimator.
+
+        Returns
+        -------
+        estimator : object
+            Fitted estimator (``n_features_in_`` from the statistics; no
+            ``feature_names_in_``).
+        """
+        if not isinstance(statistics, ClassStatistics):
+            raise TypeError(
+                f"statistics must be a ClassStatistics, got {type(statistics).__name__}."
+            )
+        if statistics.n_classes == 0:
+            raise ValueError("statistics must hold at least one class.")
+        if cls._moments == "full" and statistics.moments != "full" or (
+            cls._moments == "diag" and statistics.moments is None
+        ):
+            raise ValueError(
+                f"{cls.__name__} needs statistics with moments={cls._moments!r}, got "
+                f"moments={statistics.moments!r}."
+            )
+        estimator = cls(**params)
+        estimator._validate_params()
+        estimator._set_statistics(statistics, first=True)
+        estimator.n_features_in_ = statistics.n_features
+        return estimator

@@ -1,6 +1,6 @@
 """scikit-learn's estimator checks over every public skproto estimator.
 
-Estimators are discovered (``skproto.utils.discovery.all_estimators``), so a new one is
+Estimators are discovered (``skproto.utils.all_estimators``), so a new one is
 checked without being listed here. Expected failures go in ``EXPECTED_FAILED_CHECKS``
 with the reason.
 """
@@ -24,7 +24,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 import skproto
-from skproto.utils.discovery import all_estimators
+from skproto.utils import all_estimators
 
 # {estimator class name: {check name: reason}}
 EXPECTED_FAILED_CHECKS = {}

@@ -65,6 +65,9 @@ def test_config_is_thread_local():
         ({"backend": "jax"}, "backend must be one of"),
         ({"backend": "Numpy"}, "backend must be one of"),
         ({"device": "gpu"}, "device must be one of"),
+        ({"device": "cuda:x"}, "device must be one of"),
+        ({"device": "CPU"}, "device must be one of"),
+        ({"device": 0}, "device must be one of"),
         ({"working_memory": 0}, "working_memory must be a positive"),
         ({"working_memory": -5}, "working_memory must be a positive"),
         ({"working_memory": "big"}, "working_memory must be a positive"),
@@ -91,8 +94,11 @@ def test_torch_backend_without_torch_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'skproto\[torch\]'"):
         set_config(backend="torch")
     with pytest.raises(ImportError, match=r"skproto\[torch\]"):
-        set_config(device="cuda")
+        set_config(backend="torch", device="cuda")
     assert get_config()["backend"] == "numpy"
+    # The numpy backend ignores the device: it is accepted (spelling checked only).
+    with config_context(device="cuda:1"):
+        assert get_config()["device"] == "cuda:1"
 
 
 @pytest.mark.skipif(not torch_installed, reason="needs torch")
@@ -101,18 +107,52 @@ def test_cuda_without_cuda_is_a_clear_error():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
-        set_config(device="cuda")
-    assert get_config()["device"] == "auto"
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
+            set_config(backend="torch", device=device)
+        with config_context(backend="torch", device="cpu"):
+            with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
+                set_config(device=device)
+        assert get_config() == {"backend": "numpy", "device": "auto", "working_memory": 1024}
+    # Switching to torch with a device this machine lacks fails, and changes nothing.
+    with config_context(device="cuda"):
+        with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
+            set_config(backend="torch")
+        assert get_config()["backend"] == "numpy"
+
+
+def test_numpy_backend_ignores_the_device():
+    X = [[1.0, 0.0], [0.0, 1.0]]
+    clf = skproto.NearestMeanClassifier().fit(X, [0, 1])
+    with config_context(device="cuda"):  # no CUDA here: ignored by numpy
+        assert clf.predict([[0.9, 0.1]])[0] == 0
+
+
+@pytest.mark.skipif(not torch_installed, reason="needs torch")
+def test_encoders_and_config_share_one_device_validator():
+    import torch
+
+    from skproto._config import validate_device
+    from skproto.encoders._loading import resolve_device
+
+    assert resolve_device(torch, "cpu") == torch.device("cpu")
+    for good in ("cpu", "cuda", "cuda:0", "cuda:12", "mps", "auto"):
+        assert validate_device(good) == good
+    for bad in ("gpu", "cuda:", "cuda:-1", "cuda0", " cpu", None):
+        with pytest.raises(ValueError, match="device must be one of"):
+            validate_device(bad)
+        with pytest.raises(ValueError, match="device must be one of"):
+            resolve_device(torch, bad)
 
 
 @pytest.mark.skipif(not torch_installed, reason="needs torch")
 def test_torch_backend_is_used_inside_context():
-    from skproto import backend
+    from skproto.backend._dispatch import FAMILIES, kernels
 
-    with config_context(backend="torch", device="cpu"):
-        assert backend._kernels().__name__ == "skproto.backend._torch"
-    assert backend._kernels().__name__ == "skproto.backend._numpy"
+    for family in FAMILIES:
+        with config_context(backend="torch", device="cpu"):
+            assert kernels(family).__name__ == f"skproto.backend._torch.{family}"
+        assert kernels(family).__name__ == f"skproto.backend._numpy.{family}"
 
 
 def test_version():

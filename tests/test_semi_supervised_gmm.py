@@ -8,6 +8,7 @@ from sklearn.mixture import GaussianMixture
 import skproto
 from skproto import SemiSupervisedGMM
 from skproto.discovery._semi_supervised_gmm import (
+    _centred_scatters,
     _estimate_gaussian_parameters,
     _niw_log_marginal_likelihood,
 )
@@ -59,7 +60,9 @@ def test_em_step_equals_sklearn_gaussian_mixture(cov_type):
     stats = skproto.backend.mixture_em_statistics(
         X, ref.means_, ref.precisions_cholesky_, np.log(ref.weights_), cov_type
     )
-    nk, means, covs = _estimate_gaussian_parameters(*stats[1:], 1e-6, cov_type)
+    nk, sums, sq_sums = stats[1:]
+    scatters = _centred_scatters(nk, sums, sq_sums, cov_type)
+    nk, means, covs = _estimate_gaussian_parameters(nk, sums, scatters, 1e-6, cov_type)
     log_norm, log_resp = ref._e_step(X)
     assert stats[0] / len(X) == pytest.approx(log_norm, rel=1e-10)
     ref._m_step(X, log_resp)

@@ -17,10 +17,12 @@ from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from .. import backend
-from ..utils._state import rollback_on_error
+from .._base import ValidatedPredictMixin
+from ..statistics import ClassStatistics
+from ..utils._state import reset_fitted_state, transactional
 
 _PRECISION_ERROR = (
     "Fitting the mixture model failed because some components have ill-defined "
@@ -34,41 +36,65 @@ _PRECISION_ERROR = (
 # ---------------------------------------------------------------------------------
 
 
-def _estimate_gaussian_parameters(nk, sums, sq_sums, reg_covar, covariance_type):
-    """ML weights, means and covariances from the weighted moments of one EM pass.
+def _estimate_gaussian_parameters(nk, sums, scatters, reg_covar, covariance_type):
+    """ML weights, means and covariances from counts, sums and centred scatters.
 
-    ``nk``, ``sums``, ``sq_sums`` are the float64 outputs of
-    :func:`skproto.backend.mixture_em_statistics` (or of a hard partition).
+    ``scatters`` are the (responsibility-weighted) second moments around each
+    component's mean: ``(K, D, D)`` (full), ``(K, D)`` (diag) or ``(K,)``, the trace
+    (spherical). :func:`_centred_scatters` makes them from one EM pass;
+    :func:`_partition_statistics` from a hard partition.
     """
     n_features = sums.shape[1]
     nk = nk + 10 * np.finfo(np.float64).eps  # an empty component stays finite
     means = sums / nk[:, None]
     if covariance_type == "full":
-        covariances = sq_sums / nk[:, None, None] - np.einsum("kd,ke->kde", means, means)
+        covariances = scatters / nk[:, None, None]
         covariances = 0.5 * (covariances + covariances.transpose(0, 2, 1))
         covariances += reg_covar * np.eye(n_features)
     elif covariance_type == "diag":
-        covariances = np.maximum(sq_sums / nk[:, None] - means**2, 0) + reg_covar
+        covariances = np.maximum(scatters / nk[:, None], 0) + reg_covar
     else:  # spherical: the mean of the diagonal variances
-        second = sq_sums / nk - (means**2).sum(axis=1)
-        covariances = np.maximum(second / n_features, 0) + reg_covar
+        covariances = np.maximum(scatters / nk / n_features, 0) + reg_covar
     return nk, means, covariances
 
 
-def _partition_moments(X, labels, n_components, covariance_type):
-    """nk, sums and second moments of a hard partition (the one-hot M-step input)."""
-    sums, counts, sq = backend.group_sum(X, labels, n_components, squares=True)
-    nk = counts.astype(np.float64)
-    sums = sums.astype(np.float64)
+def _centred_scatters(nk, sums, sq_sums, covariance_type):
+    """Raw second moments of an EM pass -> scatters around the component means."""
+    nk = nk + 10 * np.finfo(np.float64).eps
+    if covariance_type == "full":
+        return sq_sums - np.einsum("kd,ke->kde", sums, sums) / nk[:, None, None]
     if covariance_type == "diag":
-        return nk, sums, sq.astype(np.float64)
+        return sq_sums - sums**2 / nk[:, None]
+    return sq_sums - (sums**2).sum(axis=1) / nk
+
+
+def _partition_statistics(X, labels, n_components, covariance_type):
+    """Class statistics of a hard partition, and its nk, sums and centred scatters.
+
+    Built on :class:`skproto.statistics.ClassStatistics` (centred before squaring,
+    so accurate far from the origin); components without a sample get zeros.
+    """
+    moments = "full" if covariance_type == "full" else "diag"
+    stats = ClassStatistics._from_validated(X, labels, moments=moments)
+    nk = np.zeros(n_components)
+    sums = np.zeros((n_components, X.shape[1]))
+    scatters = np.zeros((n_components,) + stats.scatters.shape[1:])
+    nk[stats.classes] = stats.counts
+    sums[stats.classes] = stats.sums
+    scatters[stats.classes] = stats.scatters
     if covariance_type == "spherical":
-        return nk, sums, sq.sum(axis=1, dtype=np.float64)
-    second = np.zeros((n_components, X.shape[1], X.shape[1]))
-    for k in range(n_components):
-        Xk = X[labels == k].astype(np.float64)
-        second[k] = Xk.T @ Xk
-    return nk, sums, second
+        scatters = scatters.sum(axis=1)
+    return stats, nk, sums, scatters
+
+
+def _total_covariance(stats, reg_covar, covariance_type):
+    """Covariance of all the data, in the form of one component's covariance."""
+    total = stats.covariances("total")
+    if covariance_type == "full":
+        return total + reg_covar * np.eye(total.shape[0])
+    if covariance_type == "diag":
+        return total + reg_covar
+    return total.mean() + reg_covar
 
 
 def _compute_precision_cholesky(covariances, covariance_type):
@@ -135,7 +161,7 @@ def _log_split_ratio(log_alpha, n1, ll1, n2, ll2, ll):
     return log_alpha + gammaln(n1) + ll1 + gammaln(n2) + ll2 - gammaln(n1 + n2) - ll
 
 
-class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
+class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
     """Semi-supervised Gaussian mixture that discovers new classes and their number.
 
     Generalized category discovery: some samples carry labels of known classes, the
@@ -435,6 +461,7 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @transactional
     def fit(self, X, y=None):
         """Fit the mixture; estimate the number of components if ``n_components="auto"``.
 
@@ -451,14 +478,14 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        with rollback_on_error(self):
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-            y_dtype = None if y is None else np.asarray(y).dtype
-            classes, fixed, numeric = self._validate_y(y, X.shape[0])
-            state = self._fit(X, fixed, len(classes))
-            labels = self._discovered_labels(
-                classes, numeric, state["means"].shape[0] - len(classes), y_dtype
-            )
+        reset_fitted_state(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        y_dtype = None if y is None else np.asarray(y).dtype
+        classes, fixed, numeric = self._validate_y(y, X.shape[0])
+        state = self._fit(X, fixed, len(classes))
+        labels = self._discovered_labels(
+            classes, numeric, state["means"].shape[0] - len(classes), y_dtype
+        )
         dtype = X.dtype
         self.known_classes_ = classes
         self.component_labels_ = labels
@@ -578,25 +605,25 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
             sums, counts = backend.group_sum(X, labels, n_components)
             means = sums.astype(np.float64) / np.maximum(counts, 1)[:, None]
             return self._semi_supervised_kmeans(X, fixed, means)
-        nk, sums, sq_sums = _partition_moments(X, labels, n_components, self.covariance_type)
-        params = self._m_step(X, nk, sums, sq_sums)
+        stats, nk, sums, scatters = _partition_statistics(
+            X, labels, n_components, self.covariance_type
+        )
+        params = self._m_step(X, nk, sums, scatters)
         empty = nk == 0
         if empty.any():
             # A centre that won no sample keeps its position and gets the data's spread.
-            total = _estimate_gaussian_parameters(
-                nk.sum(keepdims=True), sums.sum(axis=0, keepdims=True),
-                sq_sums.sum(axis=0, keepdims=True), self.reg_covar, self.covariance_type,
-            )[2]
             params["means"][empty] = means_fallback[empty]
-            params["covariances"][empty] = total[0]
+            params["covariances"][empty] = _total_covariance(
+                stats, self.reg_covar, self.covariance_type
+            )
             params["precisions_chol"] = _compute_precision_cholesky(
                 params["covariances"], self.covariance_type
             )
         return self._em(X, fixed, params)
 
-    def _m_step(self, X, nk, sums, sq_sums):
+    def _m_step(self, X, nk, sums, scatters):
         nk, means, covariances = _estimate_gaussian_parameters(
-            nk, sums, sq_sums, self.reg_covar, self.covariance_type
+            nk, sums, scatters, self.reg_covar, self.covariance_type
         )
         return dict(
             weights=nk / X.shape[0],
@@ -618,7 +645,9 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
             )
             lower_bound = log_likelihood / n_samples
             lower_bounds.append(lower_bound)
-            params = self._m_step(X, nk, sums, sq_sums)
+            params = self._m_step(
+                X, nk, sums, _centred_scatters(nk, sums, sq_sums, self.covariance_type)
+            )
             if abs(lower_bound - previous) < self.tol:
                 converged = True
                 break
@@ -663,7 +692,7 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
             ((X.astype(np.float64) - means[labels]) ** 2).sum()
         )
         params = self._m_step(
-            X, *_partition_moments(X, labels, means.shape[0], self.covariance_type)
+            X, *_partition_statistics(X, labels, means.shape[0], self.covariance_type)[1:]
         )
         params["means"] = means  # the k-means centres (equal to the partition means)
         _, lower_bound = self._final_assignment(X, fixed, params)
@@ -674,10 +703,6 @@ class SemiSupervisedGMM(ClusterMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------------------ inference
-
-    def _validate_X_predict(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
 
     def _log_resp(self, X):
         X = self._validate_X_predict(X)

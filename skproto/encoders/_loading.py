@@ -13,6 +13,8 @@ import urllib.request
 import weakref
 from pathlib import Path
 
+from .._config import resolve_device_name
+
 _INSTALL_HINT = "Install them with: pip install 'skproto[clip]'"
 _LOCAL_DIR = "local-dir:"
 _HF_HUB = "hf-hub:"
@@ -38,22 +40,13 @@ def require_open_clip(owner):
 
 
 def resolve_device(torch, device):
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; any torch device string."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device string ('cpu', 'cuda', 'cuda:1', "
-            "'mps', ...) nor 'auto'."
-        ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device={device!r} was requested but torch.cuda.is_available() is False. "
-            "Use device='cpu' or device='auto'."
-        )
-    return resolved
+    """The torch.device for ``device``, with skproto's one device validator.
+
+    ``"auto"`` is ``"cuda"`` when available, else ``"cpu"``; ``"cuda"``, ``"cuda:N"``
+    and ``"mps"`` must exist on this machine (see
+    :func:`skproto._config.resolve_device_name`).
+    """
+    return torch.device(resolve_device_name(device))
 
 
 def hub_offline():

@@ -5,12 +5,12 @@ from sklearn.base import ClassifierMixin, BaseEstimator, _fit_context, clone
 from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import backend
-from .._base import class_means, merge_class_means, validate_training_data
-from ..backend._numpy import l2_normalize
-from ..utils._state import rollback_on_error
+from .._base import ValidatedPredictMixin, validate_training_data
+from ..backend import l2_normalize
+from ..statistics import ClassStatistics
+from ..utils._state import reset_fitted_state, transactional
 
 
 @validate_params(
@@ -108,7 +108,8 @@ def fetril_pseudo_features(X, y, old_means, old_classes, *, pairing="euclidean",
             f"({old_means.shape[0]}), got shape {old_classes.shape}."
         )
     old_means = old_means.astype(X.dtype, copy=False)
-    classes, cur_means, _ = class_means(X, y)
+    current = ClassStatistics._from_validated(X, y)
+    classes, cur_means = current.classes, current.means().astype(X.dtype)
     if old_means.shape[0] == 0:
         empty = (X[:0].copy(), old_classes[:0].copy())
         return empty + (classes[:0].copy(),) if return_pairs else empty
@@ -143,7 +144,7 @@ def _classifier_has(attr):
     return check
 
 
-class FeTrIL(ClassifierMixin, BaseEstimator):
+class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
     """Exemplar-free class-incremental learning by feature translation (FeTrIL).
 
     The backbone is frozen (the inputs are fixed embeddings); what is learned
@@ -195,6 +196,9 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         training data).
     class_counts_ : ndarray of shape (n_classes,), dtype int64
         Number of real training samples seen per class.
+    statistics_ : ClassStatistics
+        Per-class counts and sums of the real samples, merged exactly step by step
+        (the source of ``class_means_``).
     classifier_ : estimator
         The classifier fitted at the last step.
     pairs_ : dict
@@ -241,7 +245,7 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         "pairing": [StrOptions({"euclidean", "cosine"})],
     }
 
-    def __init__(self, classifier=None, pairing="euclidean"):
+    def __init__(self, classifier=None, *, pairing="euclidean"):
         self.classifier = classifier
         self.pairing = pairing
 
@@ -253,8 +257,12 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         return clf.fit(l2_normalize(X), y)
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @transactional
     def fit(self, X, y):
         """Initial step: train on the real features of its classes; forgets earlier fits.
+
+        If the call fails (bad input, the classifier fails, an interrupt), an earlier
+        fit is left exactly as it was.
 
         Parameters
         ----------
@@ -268,22 +276,16 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        for attr in ("classes_", "class_means_", "class_counts_", "classifier_", "pairs_"):
-            self.__dict__.pop(attr, None)
-        with rollback_on_error(self):
-            X, y = validate_training_data(self, X, y, reset=True)
-            classes, means, counts = class_means(X, y)
-            classifier = self._train(X, y)
-        self.classes_, self.class_means_, self.class_counts_ = classes, means, counts
-        self.classifier_, self.pairs_ = classifier, {}
-        return self
+        reset_fitted_state(self)
+        return self._step(X, y)
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @transactional
     def partial_fit(self, X, y, classes=None):
         """New step: real features of the batch's classes + pseudo-features of the rest.
 
-        If the call fails (bad input, or the classifier fails), the fitted state is
-        left exactly as it was.
+        If the call fails (bad input, the classifier fails, an interrupt), the fitted
+        state is left exactly as it was.
 
         Parameters
         ----------
@@ -300,34 +302,40 @@ class FeTrIL(ClassifierMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        if not hasattr(self, "classes_"):
-            return self.fit(X, y)
-        with rollback_on_error(self):
-            X, y = validate_training_data(
-                self, X, y, reset=False, fitted_dtype=self.class_means_.dtype
-            )
-            batch = class_means(X, y)
-            past = ~np.isin(self.classes_, batch[0])
+        return self._step(X, y)
+
+    def _step(self, X, y):
+        """One step: the first (real features only) or a later one (plus pseudo)."""
+        first = not hasattr(self, "statistics_")
+        X, y = validate_training_data(
+            self, X, y, reset=first,
+            fitted_dtype=None if first else self.statistics_.dtype,
+        )
+        batch = ClassStatistics._from_validated(X, y)
+        if first:
+            statistics, pairs = batch, {}
+            classifier = self._train(X, y)
+        else:
+            past = ~np.isin(self.classes_, batch.classes)
             past_classes = self.classes_[past]
-            X_pseudo, y_pseudo, pairs = fetril_pseudo_features(
+            X_pseudo, y_pseudo, current = fetril_pseudo_features(
                 X, y, self.class_means_[past], past_classes,
                 pairing=self.pairing, return_pairs=True,
             )
             classifier = self._train(
                 np.concatenate([X, X_pseudo]), np.concatenate([y, y_pseudo])
             )
-            merged = merge_class_means(
-                self.classes_, self.class_means_, self.class_counts_, *batch
-            )
-        self.classes_, self.class_means_, self.class_counts_ = merged
-        self.classifier_ = classifier
-        self.pairs_ = dict(zip(past_classes.tolist(), pairs.tolist()))
+            statistics = self.statistics_.merge(batch)
+            pairs = dict(zip(past_classes.tolist(), current.tolist()))
+        self.statistics_ = statistics
+        self.classes_ = statistics.classes
+        self.class_means_ = statistics.means().astype(statistics.dtype)
+        self.class_counts_ = statistics.counts
+        self.classifier_, self.pairs_ = classifier, pairs
         return self
 
     def _validate_X_predict(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return l2_normalize(X)
+        return l2_normalize(super()._validate_X_predict(X))
 
     def decision_function(self, X):
         """Decision scores of the classifier on the L2-normalised samples.

@@ -3,22 +3,16 @@
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_array, column_or_1d
 
-from .._base import (
-    FLOAT_DTYPES,
-    BasePrototypeClassifier,
-    class_means,
-    merge_class_means,
-    validate_training_data,
-)
-from ..utils._state import rollback_on_error
+from .._base import FLOAT_DTYPES, BaseStatisticsClassifier
+from ..statistics import ClassStatistics
+from ..statistics._class_statistics import union_labels
 
 
-class NearestMeanClassifier(BasePrototypeClassifier):
+class NearestMeanClassifier(BaseStatisticsClassifier):
     """Nearest class mean classifier on frozen embeddings, learning classes incrementally.
 
     Each class is represented by the mean of its **raw** training features (its
@@ -33,7 +27,10 @@ class NearestMeanClassifier(BasePrototypeClassifier):
     known classes update their running means exactly, and the prototypes of classes
     absent from a batch do not change. Any sequence of ``partial_fit`` calls gives the
     same prototypes as one :meth:`fit` on the concatenated data (up to float rounding).
-    Only ``n_classes x n_features`` numbers are stored, never a sample.
+    Only ``n_classes x n_features`` numbers are stored, never a sample: the
+    per-class counts and sums of :class:`skproto.statistics.ClassStatistics`, from
+    which :meth:`from_statistics` also builds a classifier (statistics computed per
+    partition elsewhere and merged).
 
     **Starting from given prototypes** (for example zero-shot prototypes from CLIP's
     text tower, :func:`skproto.encoders.zero_shot_prototypes`): ``init_prototypes``
@@ -86,6 +83,9 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         training data (float32 stays float32).
     class_counts_ : ndarray of shape (n_classes,), dtype int64
         Number of training samples seen for each class (pseudo-counts excluded).
+    statistics_ : ClassStatistics
+        Counts and sums of the training data per class (the prior excluded): what
+        :meth:`partial_fit` merges into, and what :meth:`from_statistics` starts from.
     init_counts_ : ndarray of shape (n_classes,), dtype int64
         Pseudo-counts of the initial prototypes (0 for classes not in the prior);
         only set when ``init_prototypes`` is given. The weight of a prototype in the
@@ -143,6 +143,7 @@ class NearestMeanClassifier(BasePrototypeClassifier):
     def __init__(
         self,
         metric="cosine",
+        *,
         temperature=1.0,
         init_prototypes=None,
         init_classes=None,
@@ -178,17 +179,16 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         Returns
         -------
         estimator : NearestMeanClassifier
-            Fitted on the prior alone (``class_counts_`` all zero).
+            Fitted on the prior alone (``class_counts_`` all zero, ``statistics_``
+            empty).
         """
         estimator = cls(
             init_prototypes=prototypes, init_classes=classes, init_counts=counts, **params
         )
         estimator._validate_params()
-        classes, prototypes, counts = estimator._validated_prior()
-        estimator.classes_ = classes
-        estimator.prototypes_ = prototypes
-        estimator.class_counts_ = np.zeros(len(classes), dtype=np.int64)
-        estimator.init_counts_ = counts
+        _, prototypes, _ = estimator._validated_prior()
+        empty = ClassStatistics.empty(prototypes.shape[1], dtype=prototypes.dtype)
+        estimator._set_statistics(empty, first=True)
         estimator.n_features_in_ = prototypes.shape[1]
         return estimator
 
@@ -234,101 +234,51 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         order = np.argsort(classes, kind="stable")
         return classes[order], prototypes[order], counts[order].astype(np.int64)
 
-    def _start_from_prior(self, X, y, batch):
-        """Merge a first batch with the prior: (classes, means, counts, init_counts)."""
+
+    def _head(self, statistics, first):
+        """Prototypes from the statistics of the data, merged with the prior if any.
+
+        With a prior, ``prototype = (c0 * p0 + sum of samples) / (c0 + n)``; a class
+        with neither samples nor pseudo-counts keeps ``p0``.
+        """
+        dtype = statistics.dtype
         prior = self._validated_prior()
         if prior is None:
-            return (*batch, None)
-        classes, prototypes, counts = prior
-        if prototypes.shape[1] != X.shape[1]:
+            return {
+                "classes_": statistics.classes,
+                "prototypes_": statistics.means().astype(dtype),
+                "class_counts_": statistics.counts,
+            }
+        prior_classes, prior_prototypes, prior_counts = prior
+        if prior_prototypes.shape[1] != statistics.n_features:
             raise ValueError(
-                f"X has {X.shape[1]} features but init_prototypes has "
-                f"{prototypes.shape[1]}."
+                f"X has {statistics.n_features} features but init_prototypes has "
+                f"{prior_prototypes.shape[1]}."
             )
-        unique_labels(classes, y)  # raises on a mix of string and number labels
-        merged_classes, means, totals = merge_class_means(
-            classes, prototypes.astype(X.dtype), counts, *batch
-        )
-        init_counts = np.zeros(len(merged_classes), dtype=np.int64)
-        init_counts[np.searchsorted(merged_classes, classes)] = counts
-        return merged_classes, means, totals - init_counts, init_counts
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Fit the class prototypes, forgetting any earlier fit.
-
-        If the call fails (bad input), an earlier fit is left exactly as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training embeddings.
-        y : array-like of shape (n_samples,)
-            Class labels.
-
-        Returns
-        -------
-        self : object
-            Fitted estimator.
-        """
-        with rollback_on_error(self):
-            X, y = validate_training_data(self, X, y, reset=True)
-            classes, means, counts, init_counts = self._start_from_prior(
-                X, y, class_means(X, y)
-            )
-        self.classes_, self.prototypes_, self.class_counts_ = classes, means, counts
-        if init_counts is None:
-            self.__dict__.pop("init_counts_", None)  # refit without a prior
-        else:
-            self.init_counts_ = init_counts
-        return self
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
-        """Update the prototypes with a batch, adding any class not seen before.
-
-        If the call fails (bad input), the fitted state is left exactly as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training embeddings; the number of features must match earlier calls.
-        y : array-like of shape (n_samples,)
-            Class labels; new labels become new classes.
-        classes : array-like of shape (n_classes,), default=None
-            Accepted for compatibility with scikit-learn's ``partial_fit`` signature
-            and otherwise ignored: classes need not be declared in advance, and a
-            class gets a prototype only once it has samples.
-
-        Returns
-        -------
-        self : object
-            Fitted estimator.
-        """
-        first_call = not hasattr(self, "classes_")
-        with rollback_on_error(self):
-            X, y = validate_training_data(
-                self, X, y, reset=first_call,
-                fitted_dtype=None if first_call else self.prototypes_.dtype,
-            )
-            batch = class_means(X, y)
-            if first_call:
-                classes, means, counts, init_counts = self._start_from_prior(X, y, batch)
-            else:
-                init_counts = getattr(self, "init_counts_", None)
-                weights = self.class_counts_
-                if init_counts is not None:
-                    weights = weights + init_counts
-                classes, means, totals = merge_class_means(
-                    self.classes_, self.prototypes_, weights, *batch
-                )
-                counts = totals
-                if init_counts is not None:
-                    old = init_counts
-                    init_counts = np.zeros(len(classes), dtype=np.int64)
-                    init_counts[np.searchsorted(classes, self.classes_)] = old
-                    counts = totals - init_counts
-        self.classes_, self.prototypes_, self.class_counts_ = classes, means, counts
-        if init_counts is not None:
-            self.init_counts_ = init_counts
-        return self
+        if statistics.n_classes == 0:  # the prior alone (from_prototypes)
+            dtype = prior_prototypes.dtype
+        # The prior is c0 pseudo-samples at p0, added to the sums of the data.
+        prior_sums = prior_counts[:, None] * prior_prototypes.astype(np.float64)
+        if statistics.n_classes:
+            unique_labels(prior_classes, statistics.classes)  # one kind of labels
+        classes = union_labels(prior_classes, statistics.classes)
+        data_pos = np.searchsorted(classes, statistics.classes)
+        prior_pos = np.searchsorted(classes, prior_classes)
+        counts = np.zeros(len(classes), dtype=statistics.counts.dtype)
+        counts[data_pos] = statistics.counts
+        init_counts = np.zeros(len(classes), dtype=np.int64)
+        init_counts[prior_pos] = prior_counts
+        sums = np.zeros((len(classes), statistics.n_features))
+        sums[data_pos] = statistics.sums
+        sums[prior_pos] += prior_sums
+        weights = counts + init_counts
+        prototypes = np.zeros_like(sums)
+        prototypes[prior_pos] = prior_prototypes
+        has_weight = weights > 0
+        prototypes[has_weight] = sums[has_weight] / weights[has_weight, None]
+        return {
+            "classes_": classes,
+            "prototypes_": prototypes.astype(dtype),
+            "class_counts_": counts,
+            "init_counts_": init_counts,
+        }

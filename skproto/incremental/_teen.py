@@ -6,15 +6,10 @@ import numpy as np
 from scipy.special import softmax
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import column_or_1d
 
-from .._base import (
-    BasePrototypeClassifier,
-    class_means,
-    merge_class_means,
-    validate_training_data,
-)
-from ..backend._numpy import l2_normalize
-from ..utils._state import rollback_on_error
+from .._base import BaseStatisticsClassifier
+from ..backend import l2_normalize
 
 
 @validate_params(
@@ -102,7 +97,7 @@ def teen_calibrate(novel_prototypes, base_prototypes, alpha=0.5, tau=16.0):
     return ((1.0 - alpha) * Pn + alpha * D).astype(out_dtype, copy=False)
 
 
-class TEENCalibrator(BasePrototypeClassifier):
+class TEENCalibrator(BaseStatisticsClassifier):
     """Few-shot class-incremental nearest prototype with TEEN calibration.
 
     The base session (:meth:`fit`) stores the raw class mean of each base class as
@@ -155,6 +150,8 @@ class TEENCalibrator(BasePrototypeClassifier):
         Uncalibrated raw class means of all classes.
     class_counts_ : ndarray of shape (n_classes,), dtype int64
         Number of training samples seen per class.
+    statistics_ : ClassStatistics
+        Per-class counts and sums of all sessions, merged exactly.
     is_base_class_ : ndarray of shape (n_classes,), dtype bool
         True for the classes of the base session.
     n_features_in_ : int
@@ -196,7 +193,7 @@ class TEENCalibrator(BasePrototypeClassifier):
         "temperature": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, alpha=0.5, tau=16.0, temperature=1.0):
+    def __init__(self, alpha=0.5, *, tau=16.0, temperature=1.0):
         self.alpha = alpha
         self.tau = tau
         self.temperature = temperature
@@ -213,9 +210,26 @@ class TEENCalibrator(BasePrototypeClassifier):
             )
         return prototypes
 
+    def _head(self, statistics, first):
+        means = statistics.means().astype(statistics.dtype)
+        if first:
+            is_base = np.ones(statistics.n_classes, dtype=bool)
+        else:
+            is_base = np.isin(statistics.classes, self.classes_[self.is_base_class_])
+        return {
+            "classes_": statistics.classes,
+            "class_means_": means,
+            "class_counts_": statistics.counts,
+            "is_base_class_": is_base,
+            "prototypes_": self._calibrated(means, is_base),
+        }
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Base session: every class of ``y`` is a base class; forgets earlier fits.
+
+        If the call fails (bad input, an interrupt), an earlier fit is left exactly
+        as it was.
 
         Parameters
         ----------
@@ -229,21 +243,7 @@ class TEENCalibrator(BasePrototypeClassifier):
         self : object
             Fitted estimator.
         """
-        for attr in ("classes_", "prototypes_", "class_means_", "class_counts_",
-                     "is_base_class_"):
-            self.__dict__.pop(attr, None)
-        with rollback_on_error(self):
-            X, y = validate_training_data(self, X, y, reset=True)
-            classes, means, counts = class_means(X, y)
-        self._set_state(classes, means, counts, np.ones(len(classes), dtype=bool))
-        return self
-
-    def _set_state(self, classes, means, counts, is_base):
-        self.classes_ = classes
-        self.class_means_ = means
-        self.class_counts_ = counts
-        self.is_base_class_ = is_base
-        self.prototypes_ = self._calibrated(means, is_base)
+        return super().fit(X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None):
@@ -252,7 +252,8 @@ class TEENCalibrator(BasePrototypeClassifier):
         The first call on an unfitted model is the base session (same as
         :meth:`fit`). Samples of known classes update their raw running means; the
         calibration is then recomputed from the raw means (see the class docstring).
-        If the call fails (bad input), the fitted state is left exactly as it was.
+        If the call fails (bad input, an interrupt), the fitted state is left exactly
+        as it was.
 
         Parameters
         ----------
@@ -269,18 +270,36 @@ class TEENCalibrator(BasePrototypeClassifier):
         self : object
             Fitted estimator.
         """
-        if not hasattr(self, "classes_"):
-            return self.fit(X, y)
-        with rollback_on_error(self):
-            X, y = validate_training_data(
-                self, X, y, reset=False, fitted_dtype=self.class_means_.dtype
-            )
-            batch = class_means(X, y)
-            classes, means, counts = merge_class_means(
-                self.classes_, self.class_means_, self.class_counts_, *batch
-            )
-            is_base = np.isin(classes, self.classes_[self.is_base_class_])
-            prototypes = self._calibrated(means, is_base)
-        self.classes_, self.class_means_, self.class_counts_ = classes, means, counts
-        self.is_base_class_, self.prototypes_ = is_base, prototypes
-        return self
+        return super().partial_fit(X, y, classes=classes)
+
+    @classmethod
+    def from_statistics(cls, statistics, *, base_classes=None, **params):
+        """A fitted calibrator from class statistics computed elsewhere.
+
+        Parameters
+        ----------
+        statistics : ClassStatistics
+            Statistics of the base classes and of any novel classes.
+        base_classes : array-like, default=None
+            Which classes of ``statistics`` are base classes; the others are novel
+            and get calibrated. None: all are base (the base session).
+        **params : dict
+            Constructor parameters (``alpha``, ``tau``, ``temperature``).
+
+        Returns
+        -------
+        estimator : TEENCalibrator
+            Fitted estimator.
+        """
+        estimator = super().from_statistics(statistics, **params)
+        if base_classes is not None:
+            base_classes = column_or_1d(base_classes)
+            is_base = np.isin(estimator.classes_, base_classes)
+            if len(base_classes) == 0 or is_base.sum() != len(np.unique(base_classes)):
+                raise ValueError(
+                    "base_classes must be a non-empty subset of the classes of the "
+                    f"statistics {estimator.classes_.tolist()}, got {base_classes.tolist()}."
+                )
+            estimator.is_base_class_ = is_base
+            estimator.prototypes_ = estimator._calibrated(estimator.class_means_, is_base)
+        return estimator

@@ -11,17 +11,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import backend
-from ..utils._state import rollback_on_error
+from .._base import ValidatedPredictMixin
+from ..backend import l2_normalize as _l2_normalize
+from ..statistics import ClassStatistics
+from ..utils._state import reset_fitted_state, transactional
 
 # SSD+ / PALM add this to the per-feature standard deviation before dividing.
 _STD_EPS = 1e-10
-
-
-def _l2_normalize(X):
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
-    inverse = np.zeros_like(norms)
-    np.divide(1.0, norms, out=inverse, where=norms > 1e-12)
-    return X * inverse[:, None]
 
 
 def _init_prototypes(Xn, codes, n_groups, n_prototypes, init, rng):
@@ -55,27 +51,34 @@ def _mahalanobis_statistics(Xn, center):
     ``center="mean"``, or the mean of the *unstandardised* ``f`` for
     ``center="palm"``, as PALM's released code subtracts it.
 
+    The mean and covariance of ``f`` come from one class of
+    :class:`~skproto.statistics.ClassStatistics` (``moments="full"``); since ``s``
+    is ``f`` shifted and scaled per feature, ``C = diag(1/sd) cov(f) diag(1/sd)`` and
+    the mean of ``s`` is zero.
+
     Returns ``location`` (in the space of ``f``) and ``W`` with ``W @ W.T`` equal to
     ``diag(1/sd) pinv(C) diag(1/sd)``, so the score is
     ``-||(f - location) @ W||^2``.
     """
-    F = Xn.astype(np.float64)
-    mean = F.mean(axis=0)
-    sd = F.std(axis=0) + _STD_EPS
-    S = (F - mean) / sd
-    s_mean = S.mean(axis=0)
-    cov = (S - s_mean).T @ (S - s_mean) / S.shape[0]
+    stats = ClassStatistics._from_validated(
+        Xn, np.zeros(Xn.shape[0], dtype=np.int64), moments="full"
+    )
+    mean = stats.means()[0]
+    cov_f = stats.covariances("total")
+    sd = np.sqrt(np.maximum(np.diag(cov_f), 0)) + _STD_EPS
+    cov = cov_f / np.outer(sd, sd)
     # pinv(C) for a symmetric C, with numpy's default cut-off (1e-15 * largest).
     eigval, eigvec = np.linalg.eigh(cov)
     keep = eigval > 1e-15 * np.abs(eigval).max()
     L = eigvec[:, keep] / np.sqrt(eigval[keep])
-    c = s_mean if center == "mean" else mean
+    # s's mean is zero (SSD+); PALM's released code subtracts f's mean from s.
+    c = np.zeros_like(mean) if center == "mean" else mean
     location = mean + sd * c
     W = L / sd[:, None]
     return location.astype(Xn.dtype), W.astype(Xn.dtype)
 
 
-class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
+class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator):
     """Out-of-distribution detector with a mixture of prototypes per class (PALM).
 
     Each in-distribution class is modelled by ``n_prototypes`` unit-norm prototypes
@@ -277,6 +280,7 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
     def __init__(
         self,
         n_prototypes=6,
+        *,
         top_k=5,
         epsilon=0.05,
         sinkhorn_iter=3,
@@ -306,19 +310,8 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         self.contamination = contamination
         self.random_state = random_state
 
-    _FITTED = (
-        "prototypes_",
-        "prototype_classes_",
-        "classes_",
-        "offset_",
-        "n_iter_",
-        "n_neighbors_",
-        "train_features_",
-        "location_",
-        "whitening_",
-    )
-
     @_fit_context(prefer_skip_nested_validation=True)
+    @transactional
     def fit(self, X, y=None):
         """Fit the prototypes (and the statistics of the chosen score).
 
@@ -335,11 +328,8 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        with rollback_on_error(self):
-            for attr in self._FITTED:
-                self.__dict__.pop(attr, None)
-            state = self._fit(X, y)
-        self.__dict__.update(state)
+        reset_fitted_state(self)
+        self.__dict__.update(self._fit(X, y))
         return self
 
     def _fit(self, X, y):
@@ -422,9 +412,8 @@ class MixturePrototypeOODDetector(OutlierMixin, BaseEstimator):
         d2 = backend.whitened_sq_distance(X, state["location_"], state["whitening_"])
         return -d2
 
-    def _validate_X_predict(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=self.prototypes_.dtype)
+    def _predict_dtype(self):
+        return self.prototypes_.dtype
 
     def score_samples(self, X):
         """OOD score of each sample: higher = more in-distribution.

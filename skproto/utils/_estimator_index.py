@@ -1,4 +1,4 @@
-"""List skproto's public estimators (for the common tests and the docs)."""
+"""The index of skproto's public estimators (for the common tests and the docs)."""
 
 import importlib
 import inspect
@@ -19,7 +19,7 @@ def all_estimators():
 
     Examples
     --------
-    >>> from skproto.utils.discovery import all_estimators
+    >>> from skproto.utils import all_estimators
     >>> ("NearestMeanClassifier" in dict(all_estimators()))
     True
     """

@@ -1,0 +1,197 @@
+"""Distances between samples and prototypes: the nearest-prototype hot path.
+
+Similarities, larger = more similar:
+
+- ``"cosine"``: ``x.p / (||x|| ||p||)``; a zero vector has similarity 0.
+- ``"euclidean"``: the negative squared distance ``-||x - p||^2``, computed as
+  ``-(||x||^2 - 2 x.p + ||p||^2)`` and clamped at 0.
+- ``"dot"``: ``x.p``.
+"""
+
+import numpy as np
+
+from ._checks import as_float_matrix, as_float_pair, check_metric
+from ._dispatch import kernels, working_memory
+
+
+def _distances():
+    return kernels("distances")
+
+
+def l2_normalize(X):
+    """Rows of X scaled to unit L2 norm; rows of norm below 1e-12 become zero.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    X_normalized : ndarray of shape (n_samples, n_features)
+        In X's floating dtype (float64 for other dtypes).
+
+    Examples
+    --------
+    >>> from skproto.backend import l2_normalize
+    >>> l2_normalize([[3.0, 4.0], [0.0, 0.0]])
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
+    return _distances().l2_normalize(as_float_matrix(X))
+
+
+def similarity(X, P, metric="cosine"):
+    """Similarity of every row of X to every prototype.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
+        See the module docstring; ``"euclidean"`` is the negative squared distance.
+
+    Returns
+    -------
+    S : ndarray of shape (n_samples, n_prototypes)
+
+    Examples
+    --------
+    >>> from skproto.backend import similarity
+    >>> similarity([[3.0, 4.0]], [[1.0, 0.0], [0.0, 2.0]], metric="cosine")
+    array([[0.6, 0.8]])
+    >>> similarity([[3.0, 4.0]], [[1.0, 0.0]], metric="euclidean")
+    array([[-20.]])
+    """
+    check_metric(metric)
+    X, P = as_float_pair(X, P)
+    return _distances().similarity(X, P, metric, working_memory())
+
+
+def assign(X, P, metric="cosine"):
+    """Most similar prototype of each row, without building the full matrix.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
+
+    Returns
+    -------
+    index : ndarray of shape (n_samples,), dtype intp
+        ``argmax`` of the row's similarities (the first one on ties).
+    score : ndarray of shape (n_samples,)
+        The similarity to that prototype.
+
+    Examples
+    --------
+    >>> from skproto.backend import assign
+    >>> index, score = assign([[3.0, 4.0], [1.0, 0.1]], [[1.0, 0.0], [0.0, 2.0]])
+    >>> index
+    array([1, 0])
+    """
+    check_metric(metric)
+    X, P = as_float_pair(X, P)
+    return _distances().assign(X, P, metric, working_memory())
+
+
+def topk(X, P, k, metric="cosine"):
+    """The ``k`` most similar prototypes of each row, most similar first.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    k : int
+        Number of prototypes to return, in ``[1, n_prototypes]``.
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
+
+    Returns
+    -------
+    indices : ndarray of shape (n_samples, k), dtype intp
+    scores : ndarray of shape (n_samples, k)
+
+    Examples
+    --------
+    >>> from skproto.backend import topk
+    >>> indices, scores = topk([[1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], k=2)
+    >>> indices
+    array([[1, 2]])
+    """
+    check_metric(metric)
+    X, P = as_float_pair(X, P)
+    if not 1 <= int(k) <= P.shape[0]:
+        raise ValueError(f"k must be in [1, {P.shape[0]}] (the number of prototypes), got {k}.")
+    return _distances().topk(X, P, int(k), metric, working_memory())
+
+
+def kth_similarity(X, P, k, metric="cosine"):
+    """The ``k``-th largest similarity of each row to the prototypes (``k=1``: the best).
+
+    Equals ``topk(X, P, k, metric)[1][:, k - 1]``, without building indices or sorting:
+    what a k-nearest-neighbour score needs.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    P : array-like of shape (n_prototypes, n_features)
+    k : int
+        Rank of the similarity to return, in ``[1, n_prototypes]``.
+    metric : {"cosine", "euclidean", "dot"}, default="cosine"
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> from skproto.backend import kth_similarity
+    >>> kth_similarity([[1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], k=2)
+    array([0.70710678])
+    """
+    check_metric(metric)
+    X, P = as_float_pair(X, P)
+    if not 1 <= int(k) <= P.shape[0]:
+        raise ValueError(f"k must be in [1, {P.shape[0]}] (the number of prototypes), got {k}.")
+    return _distances().kth_similarity(X, P, int(k), metric, working_memory())
+
+
+
+def whitened_sq_distance(X, center, W):
+    """Squared Mahalanobis-type distance of the L2-normalised rows of X.
+
+    Returns ``||(x / ||x|| - center) @ W||^2`` for every row ``x``: with
+    ``W @ W.T`` a precision matrix this is the Mahalanobis distance of the normalised
+    sample to ``center``. Chunked by ``working_memory``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    center : array-like of shape (n_features,)
+    W : array-like of shape (n_features, n_components)
+
+    Returns
+    -------
+    d2 : ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import whitened_sq_distance
+    >>> whitened_sq_distance([[3.0, 4.0]], [0.0, 0.0], np.diag([2.0, 1.0]))
+    array([2.08])
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array, got X.ndim={X.ndim}.")
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    X = X.astype(dtype, copy=False)
+    center = np.asarray(center, dtype=dtype)
+    W = np.asarray(W, dtype=dtype)
+    if center.shape != (X.shape[1],) or W.ndim != 2 or W.shape[0] != X.shape[1]:
+        raise ValueError(
+            "center must have shape (n_features,) and W shape (n_features, n_components)."
+        )
+    return _distances().whitened_sq_distance(X, center, W, working_memory())
+
+

@@ -1,0 +1,174 @@
+"""Gaussian-mixture kernels (SemiSupervisedGMM): the E-step and EM statistics."""
+
+import numpy as np
+
+from ._checks import as_float_pair, check_codes
+from ._dispatch import kernels, working_memory
+
+COVARIANCE_TYPES = ("spherical", "diag", "full")
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def gaussian_constants(means, precisions_chol, log_weights, covariance_type):
+    """Per-call float64 constants of a mixture, so that each row chunk costs one GEMM.
+
+    ``log w_k + log N(x | m_k, P_k^-1)`` is ``const_k - q_k(x) / 2`` with ``q_k`` the
+    quadratic form. Spherical and diagonal precisions expand ``q_k`` into
+    ``x^2 . p_k - 2 x . (m_k p_k) + m_k^2 . p_k`` (one GEMM on ``[x, x^2]`` with
+    ``W``); full precisions apply each Cholesky factor (``chol``, ``shift``). The
+    numpy and torch kernels cast these to X's dtype and device.
+    """
+    n_components, n_features = means.shape
+    means64 = means.astype(np.float64)
+    pc = precisions_chol.astype(np.float64)
+    constants = {"covariance_type": covariance_type}
+    if covariance_type == "full":
+        log_det = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
+        constants["chol"] = pc
+        constants["shift"] = np.einsum("kd,kde->ke", means64, pc)
+        quad_const = np.zeros(n_components)
+    elif covariance_type == "diag":
+        prec = pc**2
+        log_det = np.log(pc).sum(axis=1)
+        # [x, x^2] @ W gives x . (2 m p) - x^2 . p
+        constants["W"] = np.concatenate([2 * means64 * prec, -prec], axis=1).T
+        quad_const = (means64**2 * prec).sum(axis=1)
+    else:  # spherical
+        prec = pc**2
+        log_det = n_features * np.log(pc)
+        constants["W"] = (2 * means64 * prec[:, None]).T
+        constants["prec"] = prec
+        quad_const = (means64**2).sum(axis=1) * prec
+    # log w_k + log det(L_k) - D/2 log(2 pi); the quadratic form is added per row.
+    constants["const"] = (
+        np.asarray(log_weights, dtype=np.float64) + log_det - 0.5 * n_features * _LOG_2PI
+    )
+    constants["quad_const"] = np.asarray(quad_const, dtype=np.float64)
+    return constants
+
+
+def _check_mixture(X, means, precisions_chol, log_weights, covariance_type):
+    """Validate a Gaussian mixture's arrays; X and means in one floating dtype."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
+        )
+    X, means = as_float_pair(X, means)
+    n_components, n_features = means.shape
+    precisions_chol = np.asarray(precisions_chol, dtype=np.float64)
+    expected = {
+        "spherical": (n_components,),
+        "diag": (n_components, n_features),
+        "full": (n_components, n_features, n_features),
+    }[covariance_type]
+    if precisions_chol.shape != expected:
+        raise ValueError(
+            f"precisions_chol must have shape {expected} for covariance_type="
+            f"{covariance_type!r}, got {precisions_chol.shape}."
+        )
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    if log_weights.shape != (n_components,):
+        raise ValueError(
+            f"log_weights must have shape ({n_components},), got {log_weights.shape}."
+        )
+    return X, means, precisions_chol, log_weights
+
+
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type):
+    """E-step of a Gaussian mixture: log posteriors and per-row log-likelihoods.
+
+    With ``P_k = L_k L_k^T`` the precision of component ``k`` (``precisions_chol`` holds
+    ``L_k``, as in scikit-learn's ``GaussianMixture.precisions_cholesky_``)::
+
+        log p(x, k) = log w_k - D/2 log(2 pi) + log det L_k - ||L_k^T (x - m_k)||^2 / 2
+
+    Spherical and diagonal precisions expand the quadratic form into one GEMM per row
+    chunk; full precisions apply each ``L_k`` (one GEMM per component and chunk).
+    Chunks follow ``working_memory``; the result is computed in X's floating dtype.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    means : array-like of shape (n_components, n_features)
+    precisions_chol : array-like
+        Shape ``(n_components,)`` (spherical: ``1 / sigma_k``), ``(n_components,
+        n_features)`` (diag) or ``(n_components, n_features, n_features)`` (full,
+        lower-triangular).
+    log_weights : array-like of shape (n_components,)
+    covariance_type : {"spherical", "diag", "full"}
+
+    Returns
+    -------
+    log_resp : ndarray of shape (n_samples, n_components)
+        ``log p(k | x)``.
+    log_prob_norm : ndarray of shape (n_samples,)
+        ``log p(x) = logsumexp_k log p(x, k)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import log_responsibilities
+    >>> log_resp, log_norm = log_responsibilities(
+    ...     [[0.0], [4.0]], [[0.0], [4.0]], [1.0, 1.0], np.log([0.5, 0.5]), "spherical")
+    >>> np.exp(log_resp).round(3)
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    X, means, precisions_chol, log_weights = _check_mixture(
+        X, means, precisions_chol, log_weights, covariance_type
+    )
+    constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
+    return kernels("mixture").log_responsibilities(X, constants, working_memory())
+
+
+def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed=None):
+    """One EM pass: E-step responsibilities reduced straight into the M-step sums.
+
+    Never builds the ``(n_samples, n_components)`` responsibility matrix: each row
+    chunk computes its responsibilities (as :func:`log_responsibilities`) and adds
+    their weighted moments to float64 accumulators.
+
+    Parameters
+    ----------
+    X, means, precisions_chol, log_weights, covariance_type
+        As in :func:`log_responsibilities`.
+    fixed : array-like of int of shape (n_samples,), default=None
+        Component each row is fixed to (its responsibility is one-hot there and its
+        log-likelihood is ``log p(x, fixed)``), or -1 for a free row (responsibility
+        ``p(k | x)``, log-likelihood ``log p(x)``). ``None``: all rows free.
+
+    Returns
+    -------
+    log_likelihood : float
+        Sum over rows of the log-likelihood above (at the given parameters).
+    nk : ndarray of shape (n_components,)
+        ``sum_i r_ik``.
+    sums : ndarray of shape (n_components, n_features)
+        ``sum_i r_ik x_i``.
+    sq_sums : ndarray
+        ``sum_i r_ik ||x_i||^2`` (spherical, shape ``(n_components,)``),
+        ``sum_i r_ik x_i^2`` (diag, ``(n_components, n_features)``) or
+        ``sum_i r_ik x_i x_i^T`` (full, ``(n_components, n_features, n_features)``).
+        All four results are float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import mixture_em_statistics
+    >>> ll, nk, sums, sq = mixture_em_statistics(
+    ...     [[0.0], [4.0], [0.1]], [[0.0], [4.0]], [1.0, 1.0], np.log([0.5, 0.5]),
+    ...     "spherical", fixed=[-1, -1, 1])
+    >>> nk.round(3)
+    array([1., 2.])
+    """
+    X, means, precisions_chol, log_weights = _check_mixture(
+        X, means, precisions_chol, log_weights, covariance_type
+    )
+    if fixed is None:
+        fixed = np.full(X.shape[0], -1, dtype=np.int64)
+    fixed = check_codes(fixed, X.shape[0], means.shape[0], name="fixed", low=-1)
+    constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
+    return kernels("mixture").mixture_em_statistics(X, constants, fixed, working_memory())
+
+

@@ -1,0 +1,120 @@
+"""NumPy distance kernels: similarity, assign, topk, kth_similarity, whitened distance."""
+
+import numpy as np
+
+from .._dispatch import distance_chunks as _chunks
+from ._common import l2_normalize, row_norms_sq, safe_inverse_norms
+
+
+class _PreparedPrototypes:
+    """Per-call constants of ``P`` for one metric, so the loop body is one GEMM.
+
+    ``raw_scores(Xc)`` returns scores whose row-wise order equals that of the true
+    similarity; ``finish(S, Xc)`` turns raw scores into the true similarity. For
+    argmax / top-k only the few selected entries need ``finish``.
+    """
+
+    def __init__(self, P, metric):
+        self.metric = metric
+        if metric == "cosine":
+            self.Pt = np.ascontiguousarray(l2_normalize(P).T)
+        elif metric == "euclidean":
+            # -||x - p||^2 = 2 x.p - ||p||^2 - ||x||^2; the last term is constant per row.
+            self.Pt = np.ascontiguousarray(2 * P.T)
+            self.p_sq = row_norms_sq(P)
+        else:  # dot
+            self.Pt = np.ascontiguousarray(P.T)
+
+    def raw_scores(self, Xc):
+        S = Xc @ self.Pt
+        if self.metric == "euclidean":
+            S -= self.p_sq
+        return S
+
+    def finish(self, S, Xc):
+        """True similarity from raw scores S (any trailing shape per row); in place."""
+        if self.metric == "cosine":
+            S *= safe_inverse_norms(Xc).reshape((-1,) + (1,) * (S.ndim - 1))
+        elif self.metric == "euclidean":
+            S -= row_norms_sq(Xc).reshape((-1,) + (1,) * (S.ndim - 1))
+            # Rounding can make a squared distance slightly negative: clamp it at 0.
+            np.minimum(S, 0, out=S)
+        return S
+
+
+def similarity(X, P, metric, working_memory):
+    """Full (n_samples, n_prototypes) similarity matrix."""
+    prepared = _PreparedPrototypes(P, metric)
+    out = np.empty((X.shape[0], P.shape[0]), dtype=X.dtype)
+    for rows in _chunks(X.shape[0], P.shape[0], X.shape[1], X.itemsize, working_memory):
+        Xc = X[rows]
+        out[rows] = prepared.finish(prepared.raw_scores(Xc), Xc)
+    return out
+
+
+def assign(X, P, metric, working_memory):
+    """Index of the most similar prototype for each row, and that similarity."""
+    prepared = _PreparedPrototypes(P, metric)
+    n = X.shape[0]
+    best_index = np.empty(n, dtype=np.intp)
+    best_score = np.empty(n, dtype=X.dtype)
+    for rows in _chunks(n, P.shape[0], X.shape[1], X.itemsize, working_memory):
+        Xc = X[rows]
+        S = prepared.raw_scores(Xc)
+        idx = np.argmax(S, axis=1)
+        best_index[rows] = idx
+        best_score[rows] = prepared.finish(np.take_along_axis(S, idx[:, None], 1), Xc)[:, 0]
+    return best_index, best_score
+
+
+def topk(X, P, k, metric, working_memory):
+    """Indices and similarities of the k most similar prototypes, most similar first."""
+    prepared = _PreparedPrototypes(P, metric)
+    n, n_prototypes = X.shape[0], P.shape[0]
+    indices = np.empty((n, k), dtype=np.intp)
+    scores = np.empty((n, k), dtype=X.dtype)
+    # Per column: the score block, argpartition's intp index block and its internal
+    # copies (measured with tracemalloc: about one more score and index block).
+    col_bytes = 2 * (X.itemsize + np.dtype(np.intp).itemsize)
+    for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory, col_bytes):
+        Xc = X[rows]
+        S = prepared.raw_scores(Xc)
+        if k < n_prototypes:
+            part = np.argpartition(S, n_prototypes - k, axis=1)[:, n_prototypes - k :]
+        else:
+            part = np.broadcast_to(np.arange(n_prototypes), S.shape)
+        part_scores = np.take_along_axis(S, part, 1)
+        # Stable descending order, ties broken by the lower prototype index.
+        order = np.lexsort((part, -part_scores), axis=1)
+        idx = np.take_along_axis(part, order, 1)
+        indices[rows] = idx
+        scores[rows] = prepared.finish(np.take_along_axis(S, idx, 1), Xc)
+    return indices, scores
+
+
+def kth_similarity(X, P, k, metric, working_memory):
+    """The k-th largest similarity of each row (k = 1 is the best), values only.
+
+    Cheaper than :func:`topk` when only that value is needed (the KNN score):
+    ``np.partition`` moves values, with no index array and no sort.
+    """
+    prepared = _PreparedPrototypes(P, metric)
+    n, n_prototypes = X.shape[0], P.shape[0]
+    out = np.empty(n, dtype=X.dtype)
+    for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory):
+        Xc = X[rows]
+        S = prepared.raw_scores(Xc)
+        S.partition(n_prototypes - k, axis=1)
+        out[rows] = prepared.finish(S[:, n_prototypes - k].copy(), Xc)
+    return out
+
+
+def whitened_sq_distance(X, center, W, working_memory):
+    """``||(x / ||x|| - center) @ W||^2`` for every row x, chunked."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _chunks(X.shape[0], W.shape[1], X.shape[1], X.itemsize, working_memory):
+        Z = l2_normalize(X[rows]) - center
+        Z = Z @ W
+        out[rows] = row_norms_sq(Z)
+    return out
+

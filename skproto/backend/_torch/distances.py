@@ -1,0 +1,132 @@
+"""Torch distance kernels, same signatures and results as the numpy ones."""
+
+import numpy as np
+import torch
+
+from .._dispatch import distance_chunks as _chunks
+from ._common import (
+    l2_normalize,
+    resolve_device,
+    row_norms_sq,
+    safe_inverse_norms,
+    to_device,
+    to_numpy,
+)
+
+__all__ = [
+    "assign",
+    "kth_similarity",
+    "l2_normalize",
+    "similarity",
+    "topk",
+    "whitened_sq_distance",
+]
+
+
+class _PreparedPrototypes:
+    """Torch twin of ``_numpy._PreparedPrototypes``."""
+
+    def __init__(self, P, metric, device):
+        self.metric = metric
+        P = to_device(P, device)
+        if metric == "cosine":
+            self.Pt = (P * safe_inverse_norms(P)[:, None]).T.contiguous()
+        elif metric == "euclidean":
+            self.Pt = (2 * P).T.contiguous()
+            self.p_sq = row_norms_sq(P)
+        else:
+            self.Pt = P.T.contiguous()
+
+    def raw_scores(self, Xc):
+        S = Xc @ self.Pt
+        if self.metric == "euclidean":
+            S -= self.p_sq
+        return S
+
+    def finish(self, S, Xc):
+        shape = (-1,) + (1,) * (S.ndim - 1)
+        if self.metric == "cosine":
+            S *= safe_inverse_norms(Xc).reshape(shape)
+        elif self.metric == "euclidean":
+            S -= row_norms_sq(Xc).reshape(shape)
+            S.clamp_(max=0)
+        return S
+
+
+def _chunked(X, P, working_memory):
+    return _chunks(X.shape[0], P.shape[0], X.shape[1], X.itemsize, working_memory)
+
+
+@torch.inference_mode()
+def similarity(X, P, metric, working_memory):
+    device = resolve_device()
+    prepared = _PreparedPrototypes(P, metric, device)
+    out = np.empty((X.shape[0], P.shape[0]), dtype=X.dtype)
+    for rows in _chunked(X, P, working_memory):
+        Xc = to_device(X[rows], device)
+        out[rows] = to_numpy(prepared.finish(prepared.raw_scores(Xc), Xc))
+    return out
+
+
+@torch.inference_mode()
+def assign(X, P, metric, working_memory):
+    device = resolve_device()
+    prepared = _PreparedPrototypes(P, metric, device)
+    best_index = np.empty(X.shape[0], dtype=np.intp)
+    best_score = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _chunked(X, P, working_memory):
+        Xc = to_device(X[rows], device)
+        S = prepared.raw_scores(Xc)
+        # torch.max returns the first maximal index, as np.argmax does.
+        score, idx = torch.max(S, dim=1)
+        best_index[rows] = to_numpy(idx)
+        best_score[rows] = to_numpy(prepared.finish(score[:, None], Xc)[:, 0])
+    return best_index, best_score
+
+
+@torch.inference_mode()
+def topk(X, P, k, metric, working_memory):
+    device = resolve_device()
+    prepared = _PreparedPrototypes(P, metric, device)
+    indices = np.empty((X.shape[0], k), dtype=np.intp)
+    scores = np.empty((X.shape[0], k), dtype=X.dtype)
+    for rows in _chunked(X, P, working_memory):
+        Xc = to_device(X[rows], device)
+        S = prepared.raw_scores(Xc)
+        # torch.topk is much faster than a full sort on large K; exact ties between
+        # scores may come out in another order than the numpy kernel's.
+        top, idx = torch.topk(S, k, dim=1, largest=True, sorted=True)
+        indices[rows] = to_numpy(idx)
+        scores[rows] = to_numpy(prepared.finish(top, Xc))
+    return indices, scores
+
+
+@torch.inference_mode()
+def kth_similarity(X, P, k, metric, working_memory):
+    device = resolve_device()
+    prepared = _PreparedPrototypes(P, metric, device)
+    n_prototypes = P.shape[0]
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _chunked(X, P, working_memory):
+        Xc = to_device(X[rows], device)
+        S = prepared.raw_scores(Xc)
+        # kthvalue counts from the smallest: the k-th largest is the (K - k + 1)-th smallest.
+        value, _ = torch.kthvalue(S, n_prototypes - k + 1, dim=1)
+        out[rows] = to_numpy(prepared.finish(value, Xc))
+    return out
+
+
+
+@torch.inference_mode()
+def whitened_sq_distance(X, center, W, working_memory):
+    device = resolve_device()
+    center_t = to_device(center, device)
+    W_t = to_device(W, device)
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _chunks(X.shape[0], W.shape[1], X.shape[1], X.itemsize, working_memory):
+        Xc = to_device(X[rows], device)
+        Z = Xc * safe_inverse_norms(Xc)[:, None] - center_t
+        Z = Z @ W_t
+        out[rows] = to_numpy(row_norms_sq(Z))
+    return out
+
