@@ -157,3 +157,77 @@ def test_torch_backend_is_used_inside_context():
 
 def test_version():
     assert isinstance(skproto.__version__, str)
+
+
+# --------------------------------------------------------------------------- workers
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+
+
+class ConfigProbe(ClassifierMixin, BaseEstimator):
+    """Records, where it runs, the skproto configuration it sees."""
+
+    def __init__(self, alpha=0):
+        self.alpha = alpha
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.config_ = get_config()
+        self.pid_ = os.getpid()
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+    def score(self, X, y):
+        config = get_config()
+        return config["working_memory"] + (0.5 if config["backend"] == "torch" else 0.0)
+
+
+@pytest.fixture
+def probe_pickled_by_value():
+    # Process workers cannot import this test module: send ConfigProbe by value.
+    import cloudpickle  # what loky pickles with (a dependency of joblib)
+
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    yield
+    cloudpickle.unregister_pickle_by_value(module)
+
+
+@pytest.mark.skipif(not torch_installed, reason="needs torch")
+@pytest.mark.parametrize("joblib_backend", ["loky", "threading"])
+def test_grid_search_workers_see_the_active_config(joblib_backend, probe_pickled_by_value):
+    import joblib
+    from sklearn.model_selection import GridSearchCV, cross_validate
+
+    X = np.arange(40.0).reshape(20, 2)
+    y = np.tile([0, 1], 10)
+    with joblib.parallel_config(backend=joblib_backend):
+        with config_context(backend="torch", device="cpu", working_memory=64):
+            search = GridSearchCV(ConfigProbe(), {"alpha": [0, 1, 2]}, cv=2, n_jobs=2)
+            search.fit(X, y)
+            cv = cross_validate(ConfigProbe(), X, y, cv=4, n_jobs=2, return_estimator=True)
+        # Outside the context, the same (reused) workers are back on the defaults.
+        plain = cross_validate(ConfigProbe(), X, y, cv=4, n_jobs=2, return_estimator=True)
+    assert np.all(search.cv_results_["mean_test_score"] == 64.5)
+    assert np.all(cv["test_score"] == 64.5)
+    for fitted in cv["estimator"]:
+        assert fitted.config_ == {"backend": "torch", "device": "cpu", "working_memory": 64}
+    assert np.all(plain["test_score"] == 1024)
+    if joblib_backend == "loky":  # really other processes
+        assert any(fitted.pid_ != os.getpid() for fitted in cv["estimator"])
+
+
+def test_propagation_is_installed_once():
+    from sklearn.utils.parallel import Parallel
+
+    from skproto._parallel import install
+
+    call = Parallel.__call__
+    install()
+    assert Parallel.__call__ is call

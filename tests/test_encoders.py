@@ -337,7 +337,7 @@ def test_invalid_parameters_are_reported_at_fit(tiny):
     with pytest.raises(ValueError, match="Unknown open_clip model_name"):
         OpenCLIPImageEncoder("no-such-model", device="cpu").fit()
     with pytest.raises(FileNotFoundError, match="neither an existing checkpoint"):
-        OpenCLIPImageEncoder(tiny.name, "/no/such/file.pt", device="cpu").fit()
+        OpenCLIPImageEncoder(tiny.name, pretrained="/no/such/file.pt", device="cpu").fit()
     with pytest.raises(FileNotFoundError, match="open_clip_config.json"):
         OpenCLIPImageEncoder(f"local-dir:{tiny.folder / 'nope'}", device="cpu").fit()
     with pytest.raises(ValueError, match="device must be one of"):

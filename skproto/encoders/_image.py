@@ -131,8 +131,8 @@ class OpenCLIPImageEncoder(_BaseOpenCLIPEncoder):
     def __init__(
         self,
         model_name="ViT-B-32",
-        pretrained=None,
         *,
+        pretrained=None,
         device="auto",
         batch_size=64,
         normalize=True,

@@ -97,8 +97,8 @@ class OpenCLIPTextEncoder(_BaseOpenCLIPEncoder):
     def __init__(
         self,
         model_name="ViT-B-32",
-        pretrained=None,
         *,
+        pretrained=None,
         device="auto",
         batch_size=256,
         normalize=True,
