@@ -5,12 +5,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_array, column_or_1d
 
 from .._base import (
     FLOAT_DTYPES,
     BasePrototypeClassifier,
+    check_label_kinds,
     class_means,
     merge_class_means,
     validate_training_data,
@@ -205,6 +205,7 @@ class NearestMeanClassifier(BasePrototypeClassifier):
         if self.init_classes is None:
             classes = np.arange(n_classes)
         else:
+            check_label_kinds(self.init_classes, input_name="init_classes")
             classes = column_or_1d(self.init_classes)
             if len(classes) != n_classes:
                 raise ValueError(
@@ -245,7 +246,7 @@ class NearestMeanClassifier(BasePrototypeClassifier):
                 f"X has {X.shape[1]} features but init_prototypes has "
                 f"{prototypes.shape[1]}."
             )
-        unique_labels(classes, y)  # raises on a mix of string and number labels
+        check_label_kinds(y, classes=classes, classes_name="init_classes")
         merged_classes, means, totals = merge_class_means(
             classes, prototypes.astype(X.dtype), counts, *batch
         )
