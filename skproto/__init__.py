@@ -1,5 +1,6 @@
 """skproto: prototype-based learning on frozen pretrained embeddings, the scikit-learn way."""
 
+from . import io
 from ._config import config_context, get_config, set_config
 from .discovery import SemiSupervisedGMM
 from .incremental import FeTrIL, NearestMeanClassifier, TEENCalibrator
@@ -15,6 +16,7 @@ __all__ = [
     "TEENCalibrator",
     "config_context",
     "get_config",
+    "io",
     "set_config",
     "__version__",
 ]

@@ -643,6 +643,30 @@ def test_pipeline_encoder_then_nearest_mean(tiny):
     assert_allclose(stream.prototypes_, full.prototypes_, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("source", SOURCES)
+def test_skops_roundtrip_of_a_pipeline_with_an_encoder(tiny, tmp_path, source):
+    sio = pytest.importorskip("skops.io")
+    import skproto.io
+
+    X, y = _labelled_images()
+    pipe = make_pipeline(
+        OpenCLIPImageEncoder(**_kwargs(tiny, source)), NearestMeanClassifier()
+    ).fit(X[::2], y[::2])
+    path = tmp_path / "pipe.skops"
+    skproto.io.dump(pipe, path)
+    # Only skproto's own types need trusting, and the weights are not in the file.
+    assert set(sio.get_untrusted_types(file=path)) == {
+        "skproto.encoders._image.OpenCLIPImageEncoder",
+        "skproto.incremental._nearest_mean.NearestMeanClassifier",
+    }
+    assert path.stat().st_size < 100_000
+    loaded = skproto.io.load(path)
+    assert loaded[0].get_params() == pipe[0].get_params()
+    assert_array_equal(loaded[-1].prototypes_, pipe[-1].prototypes_)
+    assert_array_equal(loaded[0].transform(X[1::2]), pipe[0].transform(X[1::2]))
+    assert_array_equal(loaded.predict_proba(X[1::2]), pipe.predict_proba(X[1::2]))
+
+
 def _pil(array):
     from PIL import Image
 
