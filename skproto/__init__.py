@@ -1,5 +1,6 @@
 """skproto: prototype-based learning on frozen pretrained embeddings, the scikit-learn way."""
 
+from . import io
 from ._config import config_context, get_config, set_config
 from ._parallel import install as _install_config_propagation
 from .discovery import SemiSupervisedGMM
@@ -19,6 +20,7 @@ __all__ = [
     "TEENCalibrator",
     "config_context",
     "get_config",
+    "io",
     "set_config",
     "__version__",
 ]

@@ -12,10 +12,12 @@
   (:func:`skproto.utils._state.transactional`).
 """
 
+from numbers import Number
+
 import numpy as np
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import backend
@@ -25,20 +27,97 @@ from .utils._state import reset_fitted_state, transactional
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
+def _label_kinds(labels, ignore=None):
+    """The kinds of labels in an array: ``{"string" or "number": an example label}``.
+
+    The example is None where the dtype alone gives the kind (no label is read).
+    Object labels equal to ``ignore`` (a marker such as -1) count as neither.
+    """
+    if labels.dtype.kind in "US":
+        return {"string": None}
+    if labels.dtype.kind in "biuf":
+        return {"number": None}
+    if labels.dtype.kind != "O":
+        return {}
+    kinds = {}
+    # Object arrays hold Python objects of any type: look at them, stopping as soon
+    # as both kinds are seen.
+    for value in labels.ravel().tolist():
+        if ignore is not None and isinstance(value, Number) and value == ignore:
+            continue
+        if isinstance(value, (str, bytes)):
+            kinds.setdefault("string", value)
+        elif isinstance(value, Number):
+            kinds.setdefault("number", value)
+        if len(kinds) == 2:
+            break
+    return kinds
+
+
+def check_label_kinds(
+    y, *, classes=None, ignore=None, input_name="y", classes_name="classes_"
+):
+    """Raise a ValueError when labels mix strings and numbers.
+
+    numpy cannot sort such labels (``np.unique`` raises "'<' not supported between
+    instances of 'int' and 'str'") and silently turns a Python list of both into
+    strings (``[0, "a"]`` becomes ``["0", "a"]``), so a mix is refused up front:
+    within ``y`` (one call), and between ``y`` and the labels already known
+    (``classes``, e.g. the fitted ``classes_`` in ``partial_fit``).
+
+    Parameters
+    ----------
+    y : array-like
+        Labels, as given by the user (a list is inspected before numpy converts it).
+    classes : array-like, default=None
+        Labels seen before; ``y`` must be of the same kind.
+    ignore : number, default=None
+        A marker that is not a label (-1 for unlabelled samples), allowed beside
+        string labels.
+    input_name, classes_name : str
+        Names used in the error message.
+    """
+    try:
+        # A list is read as objects: np.asarray would have already turned its
+        # numbers into strings. Arrays (and pandas objects) keep their own dtype.
+        labels = np.asarray(y) if hasattr(y, "__array__") else np.asarray(y, dtype=object)
+    except (TypeError, ValueError):
+        return  # not array-like at all: validate_data reports it
+    kinds = _label_kinds(labels, ignore)
+    if len(kinds) == 2:
+        raise ValueError(
+            f"The labels in {input_name} mix strings and numbers (for example "
+            f"{kinds['string']!r} and {kinds['number']!r}). Use labels of one kind: "
+            "all strings or all numbers."
+        )
+    if classes is None or not kinds or labels.size == 0:
+        return
+    known = _label_kinds(np.asarray(classes))
+    if known and set(known) != set(kinds):
+        (new_kind,), (old_kind,) = kinds, known
+        raise ValueError(
+            f"The labels in {input_name} are {new_kind}s but the labels seen before "
+            f"({classes_name}) are {old_kind}s: labels would mix strings and numbers. "
+            f"Use labels of the same kind as {classes_name}."
+        )
+
+
 def validate_training_data(estimator, X, y, *, reset, fitted_dtype=None):
     """Validate X (finite, 2-D, float) and y (class labels) for fit / partial_fit.
 
-    ``reset=False`` checks the feature count and names against the fitted ones,
-    and that the labels are of the same kind (all numbers or all strings) as
-    ``classes_``. Float32 input stays float32; a later call passes the dtype of its
-    fitted means as ``fitted_dtype``, and X is cast to it.
+    Labels that mix strings and numbers are refused with a ValueError that says so
+    (:func:`check_label_kinds`). ``reset=False`` checks the feature count and names
+    against the fitted ones, and that the labels are of the same kind (all numbers
+    or all strings) as ``classes_``. Float32 input stays float32; a later call
+    passes the dtype of its fitted means as ``fitted_dtype``, and X is cast to it.
     """
+    # Before validate_data: it converts a list such as [0, "a"] to strings.
+    check_label_kinds(y)
     dtype = list(FLOAT_DTYPES) if fitted_dtype is None else fitted_dtype
     X, y = validate_data(estimator, X, y, reset=reset, dtype=dtype, y_numeric=False)
     check_classification_targets(y)
     if not reset and hasattr(estimator, "classes_"):
-        # Raises "Mix of label input types (string and number)" on a mix.
-        unique_labels(estimator.classes_, y)
+        check_label_kinds(y, classes=estimator.classes_)
     return X, y
 
 

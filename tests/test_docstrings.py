@@ -14,6 +14,7 @@ MODULES = [
     "skproto.discovery",
     "skproto.encoders",
     "skproto.incremental",
+    "skproto.io",
     "skproto.metrics",
     "skproto.model_selection",
     "skproto.ood",

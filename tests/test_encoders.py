@@ -347,6 +347,106 @@ def test_invalid_parameters_are_reported_at_fit(tiny):
             OpenCLIPImageEncoder(tiny.name, device="cuda").fit()
 
 
+# --------------------------------------------------------------------------- bad checkpoints
+class _RunsCodeOnUnpickling:
+    """Unpickling it would create ``path``: proof that no code ran on load."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _local_dir(root, name, weights=None, weights_name="open_clip_pytorch_model.bin",
+               cfg=TINY_CFG):
+    folder = root / name
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": cfg, "preprocess_cfg": {}})
+    )
+    if weights is not None:
+        (folder / weights_name).write_bytes(weights)
+    return folder
+
+
+def _bad_sources(tiny, root):
+    """{case: (model_name, pretrained, the file or folder the error must name)}."""
+    torch = tiny.torch
+    good = Path(tiny.checkpoint).read_bytes()
+    marker = root / "code_ran"
+    cases = {}
+
+    def checkpoint(case, filename, write):
+        path = root / filename
+        write(path)
+        cases[case] = (tiny.name, str(path), str(path))
+
+    payload = {"head": _RunsCodeOnUnpickling(marker)}
+    checkpoint("pickled .pt", "pickled.pt", lambda p: torch.save(payload, p))
+    # Protocol 2, the one torch.load expects (no warning about protocol 4).
+    checkpoint("pickle.dump file", "pickle.pkl",
+               lambda p: p.write_bytes(pickle.dumps(payload, protocol=2)))
+    checkpoint("npz", "weights.npz", lambda p: np.savez(p, weights=np.zeros(3)))
+    checkpoint("truncated .pt", "truncated.pt", lambda p: p.write_bytes(good[: len(good) // 2]))
+    checkpoint("text file", "notes.pt", lambda p: p.write_text("not a checkpoint"))
+    # timm-style tower names, as in another open_clip architecture's checkpoint.
+    state = torch.load(tiny.checkpoint, weights_only=True)
+    renamed = {k.replace("visual.", "visual.trunk.", 1): v for k, v in state.items()}
+    checkpoint("another architecture's keys", "timm_keys.pt", lambda p: torch.save(renamed, p))
+
+    wide = json.loads(json.dumps(TINY_CFG))
+    wide["vision_cfg"]["width"] = 96
+    pickled = Path(cases["pickled .pt"][1]).read_bytes()
+    folders = {
+        "local-dir truncated .bin": _local_dir(root, "truncated", good[:100]),
+        "local-dir pickled .bin": _local_dir(root, "pickled", pickled),
+        "local-dir bad .safetensors": _local_dir(
+            root, "safetensors", b"garbage", "open_clip_model.safetensors"
+        ),
+        "local-dir weights of another width": _local_dir(root, "wide", good, cfg=wide),
+    }
+    for case, folder in folders.items():
+        cases[case] = (f"local-dir:{folder}", None, str(folder))
+    return cases, marker
+
+
+BAD_CASES = [
+    "pickled .pt", "pickle.dump file", "npz", "truncated .pt", "text file",
+    "another architecture's keys", "local-dir truncated .bin", "local-dir pickled .bin",
+    "local-dir bad .safetensors", "local-dir weights of another width",
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_checkpoint_gives_one_clear_error(tiny, tmp_path, case):
+    cases, marker = _bad_sources(tiny, tmp_path)
+    model_name, pretrained, named = cases[case]
+    # What open_clip itself raises on this file: a zoo of types and messages.
+    with pytest.raises(Exception) as direct:
+        tiny.open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+    with pytest.raises(ValueError, match="Could not load") as wrapped:
+        OpenCLIPImageEncoder(model_name=model_name, pretrained=pretrained, device="cpu").fit()
+    message = str(wrapped.value)
+    assert repr(named) in message, "the error must name the file (or folder)"
+    assert f"model_name={model_name!r}" in message, "the error must name the model"
+    # The original error is chained, and quoted.
+    cause = wrapped.value.__cause__
+    assert type(cause) is type(direct.value) and str(cause) == str(direct.value)
+    assert f"{type(cause).__name__}: " in message
+    if "pickle" in case:
+        assert "weights_only" in message and "state_dict" in message
+    assert not marker.exists(), "unpickling ran code"
+
+
+def test_local_dir_without_weights_is_refused_not_random(tiny, tmp_path):
+    # open_clip only logs a warning and returns random weights for such a folder.
+    folder = _local_dir(tmp_path, "config_only")
+    with pytest.raises(FileNotFoundError, match="no weights file") as info:
+        OpenCLIPImageEncoder(model_name=f"local-dir:{folder}", device="cpu").fit()
+    assert str(folder) in str(info.value)
+
+
 # --------------------------------------------------------------------------- laziness
 def test_init_clone_get_set_params_load_nothing(monkeypatch):
     from skproto.encoders import _base
@@ -541,6 +641,31 @@ def test_pipeline_encoder_then_nearest_mean(tiny):
         stream.partial_fit(encoder.partial_fit(X[batch]).transform(X[batch]), y[batch])
     full = NearestMeanClassifier().fit(encoder.transform(X), y)
     assert_allclose(stream.prototypes_, full.prototypes_, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_skops_roundtrip_of_a_pipeline_with_an_encoder(tiny, tmp_path, source):
+    sio = pytest.importorskip("skops.io")
+    import skproto.io
+
+    X, y = _labelled_images()
+    pipe = make_pipeline(
+        OpenCLIPImageEncoder(**_kwargs(tiny, source)), NearestMeanClassifier()
+    ).fit(X[::2], y[::2])
+    path = tmp_path / "pipe.skops"
+    skproto.io.dump(pipe, path)
+    # Only skproto's own types need trusting, and the weights are not in the file.
+    assert set(sio.get_untrusted_types(file=path)) == {
+        "skproto.encoders._image.OpenCLIPImageEncoder",
+        "skproto.incremental._nearest_mean.NearestMeanClassifier",
+        "skproto.statistics._class_statistics.ClassStatistics",
+    }
+    assert path.stat().st_size < 100_000
+    loaded = skproto.io.load(path)
+    assert loaded[0].get_params() == pipe[0].get_params()
+    assert_array_equal(loaded[-1].prototypes_, pipe[-1].prototypes_)
+    assert_array_equal(loaded[0].transform(X[1::2]), pipe[0].transform(X[1::2]))
+    assert_array_equal(loaded.predict_proba(X[1::2]), pipe.predict_proba(X[1::2]))
 
 
 def _pil(array):

@@ -198,7 +198,7 @@ def _bad_calls(n_features):
         ("1-D X", np.ones(n_features), [0], ValueError, "2D array"),
         ("y length", good, [0, 1], ValueError, "inconsistent numbers of samples"),
         ("continuous y", good, [0.5, 1.5, 2.25], ValueError, "Unknown label type"),
-        ("string labels after numbers", good, ["a", "b", "c"], ValueError, "Mix of label"),
+        ("string labels after numbers", good, ["a", "b", "c"], ValueError, "mix strings and numbers"),
         ("complex X", good.astype(np.complex64), [0, 1, 2], ValueError, "[Cc]omplex"),
         ("text X", np.array([["a"] * n_features] * 3), [0, 1, 2], ValueError, "convert"),
     ]

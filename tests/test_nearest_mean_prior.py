@@ -133,7 +133,7 @@ def test_invalid_priors_are_rejected():
             NearestMeanClassifier(**params).fit(X, y)
     with pytest.raises(ValueError, match="init_counts"):
         NearestMeanClassifier(init_prototypes=P, init_counts=-1).fit(X, y)
-    with pytest.raises(ValueError, match="Mix of label input types"):
+    with pytest.raises(ValueError, match="mix strings and numbers"):
         NearestMeanClassifier(init_prototypes=P, init_classes=[0, 1]).fit(X, y)
 
 

@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import validate_data
 
 from .. import backend
-from .._base import ValidatedPredictMixin
+from .._base import ValidatedPredictMixin, check_label_kinds
 from ..statistics import ClassStatistics
 from ..utils._state import reset_fitted_state, transactional
 
@@ -411,6 +411,9 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         """Known classes, each sample's fixed component (-1: free) and the label kind."""
         if y is None:
             return np.array([], dtype=np.int64), np.full(n_samples, -1, np.int64), True
+        # Before column_or_1d, which turns a list such as [0, "a"] into strings; the
+        # unlabelled marker -1 may sit beside string labels.
+        check_label_kinds(y, ignore=-1)
         y = column_or_1d(y, warn=True)
         if y.shape[0] != n_samples:
             raise ValueError(f"y has {y.shape[0]} entries but X has {n_samples} samples.")

@@ -73,6 +73,8 @@ class OpenCLIPImageEncoder(_BaseOpenCLIPEncoder):
         same model give the cached array without running the model. Files are
         identified by path, size and modification time; arrays and PIL images by
         their pixels.
+        joblib stores the cache as pickle files, which run code when read: keep
+        it in a directory only you can write.
     cache_dir : str or path-like, default=None
         Where open_clip downloads / finds pretrained weights (default: the Hugging
         Face cache).

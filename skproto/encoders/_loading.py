@@ -18,6 +18,8 @@ from .._config import resolve_device_name
 _INSTALL_HINT = "Install them with: pip install 'skproto[clip]'"
 _LOCAL_DIR = "local-dir:"
 _HF_HUB = "hf-hub:"
+# The weight files open_clip looks for in a local-dir: folder.
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pth")
 
 # Models shared by every live encoder with the same loading parameters (an image
 # and a text encoder of one CLIP share its weights). Weak values: a model is freed
@@ -140,6 +142,14 @@ def check_source(open_clip, model_name, pretrained, cache_dir):
                 "open_clip_config.json (and the weights, open_clip_pytorch_model.bin "
                 "or open_clip_model.safetensors)."
             )
+        # open_clip would only log a warning and go on with random weights: a
+        # silent wrong model. (pretrained=None is the way to ask for random weights.)
+        if not any(any(folder.glob(pattern)) for pattern in _WEIGHT_FILES):
+            raise FileNotFoundError(
+                f"model_name={model_name!r}: {folder} holds open_clip_config.json but no "
+                "weights file (*.safetensors, *.bin or *.pth, e.g. "
+                "open_clip_pytorch_model.bin or open_clip_model.safetensors)."
+            )
         return
     if model_name.startswith(_HF_HUB):
         repo_id = model_name[len(_HF_HUB) :]
@@ -187,6 +197,62 @@ def source_fingerprint(model_name, pretrained):
     elif pretrained is not None:
         stamps = [_file_stamp(pretrained)]
     return (model_name, None if pretrained is None else str(pretrained), tuple(stamps))
+
+
+def _describe_source(model_name, pretrained, cache_dir):
+    """The file(s) a load reads, in words, for the error message."""
+    if model_name.startswith(_LOCAL_DIR):
+        folder = Path(model_name[len(_LOCAL_DIR) :])
+        files = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        return f"the folder {str(folder)!r} (holding {', '.join(files) or 'no files'})"
+    if model_name.startswith(_HF_HUB):
+        return (
+            f"the files of the Hugging Face Hub repository {model_name[len(_HF_HUB) :]!r} "
+            f"(cache_dir={cache_dir!r})"
+        )
+    if pretrained is None:
+        return "no checkpoint (random weights)"
+    if os.path.isfile(pretrained):
+        return f"the checkpoint file {pretrained!r}"
+    return f"the weights of the pretrained tag {pretrained!r} (cache_dir={cache_dir!r})"
+
+
+def load_error(exc, model_name, pretrained, cache_dir):
+    """One error for every way open_clip can fail to build or load a model.
+
+    It names the file(s) and the model and says what is wrong in words; the
+    caller chains the original exception. An OSError (permissions, network)
+    stays an OSError; anything else about the content of the file (a pickle, an
+    ``.npz``, a truncated download, weights of another architecture) is a
+    ValueError: the file is a bad value for ``pretrained`` / ``model_name``.
+    """
+    import pickle
+
+    source = _describe_source(model_name, pretrained, cache_dir)
+    if isinstance(exc, pickle.UnpicklingError):
+        hint = (
+            "The file holds pickled Python objects besides tensors. Checkpoints are "
+            "read with torch.load(weights_only=True), which refuses them because "
+            "unpickling can run code; re-save only the weights, with "
+            "torch.save(model.state_dict(), path) or as a .safetensors file."
+        )
+    elif isinstance(exc, OSError):
+        hint = (
+            "If the network is unavailable, set HF_HUB_OFFLINE=1 to fail immediately, "
+            "and load the weights from a local file or a 'local-dir:PATH' folder."
+        )
+    else:
+        hint = (
+            "The weights must be a complete open_clip checkpoint of this architecture "
+            "(a state_dict saved with torch.save, or a .safetensors file) whose tensor "
+            "names and shapes match model_name; a truncated download, another file "
+            "format (an .npz, a pickle) or the weights of another model fail here."
+        )
+    message = (
+        f"Could not load {source} into the open_clip model model_name={model_name!r}. "
+        f"{hint} The error was: {type(exc).__name__}: {exc}"
+    )
+    return (OSError if isinstance(exc, OSError) else ValueError)(message)
 
 
 class LoadedModel:
@@ -258,18 +324,12 @@ def load_model(owner, model_name, pretrained, device, precision, cache_dir):
                     # No download of base tower weights for a randomly initialised model.
                     pretrained_text=pretrained is not None,
                 )
-            except (RuntimeError, OSError, ValueError) as exc:
-                wrapper = (
-                    ValueError
-                    if isinstance(exc, ValueError)
-                    else OSError if isinstance(exc, OSError) else RuntimeError
-                )
-                raise wrapper(
-                    f"open_clip could not load model_name={model_name!r}, "
-                    f"pretrained={pretrained!r}: {exc}. If the network is unavailable, "
-                    "set HF_HUB_OFFLINE=1 to fail immediately, and load the weights from "
-                    "a local file or a 'local-dir:PATH' folder."
-                ) from exc
+            except (ImportError, MemoryError, torch.cuda.OutOfMemoryError):
+                # A missing optional package or a full device is not a bad file:
+                # those errors already say what to do.
+                raise
+            except Exception as exc:
+                raise load_error(exc, model_name, pretrained, cache_dir) from exc
         model.eval()
         input_dtype = open_clip.get_input_dtype(precision) or torch.float32
         loaded = LoadedModel(model, preprocess, model_name, cache_dir, device, input_dtype)

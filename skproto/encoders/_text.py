@@ -67,6 +67,8 @@ class OpenCLIPTextEncoder(_BaseOpenCLIPEncoder):
         more than one batch.
     memory : str, path-like or joblib.Memory, default=None
         Cache of the embeddings of a whole ``transform`` call.
+        joblib stores the cache as pickle files, which run code when read: keep
+        it in a directory only you can write.
     cache_dir : str or path-like, default=None
         Where open_clip finds / downloads pretrained weights.
 

@@ -4,10 +4,9 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_array, column_or_1d
 
-from .._base import FLOAT_DTYPES, BaseStatisticsClassifier
+from .._base import FLOAT_DTYPES, BaseStatisticsClassifier, check_label_kinds
 from ..statistics import ClassStatistics
 from ..statistics._class_statistics import union_labels
 
@@ -205,6 +204,7 @@ class NearestMeanClassifier(BaseStatisticsClassifier):
         if self.init_classes is None:
             classes = np.arange(n_classes)
         else:
+            check_label_kinds(self.init_classes, input_name="init_classes")
             classes = column_or_1d(self.init_classes)
             if len(classes) != n_classes:
                 raise ValueError(
@@ -259,8 +259,7 @@ class NearestMeanClassifier(BaseStatisticsClassifier):
             dtype = prior_prototypes.dtype
         # The prior is c0 pseudo-samples at p0, added to the sums of the data.
         prior_sums = prior_counts[:, None] * prior_prototypes.astype(np.float64)
-        if statistics.n_classes:
-            unique_labels(prior_classes, statistics.classes)  # one kind of labels
+        check_label_kinds(statistics.classes, classes=prior_classes, classes_name="init_classes")
         classes = union_labels(prior_classes, statistics.classes)
         data_pos = np.searchsorted(classes, statistics.classes)
         prior_pos = np.searchsorted(classes, prior_classes)

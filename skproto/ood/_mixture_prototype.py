@@ -7,11 +7,10 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import backend
-from .._base import ValidatedPredictMixin
+from .._base import ValidatedPredictMixin, validate_training_data
 from ..backend import l2_normalize as _l2_normalize
 from ..statistics import ClassStatistics
 from ..utils._state import reset_fitted_state, transactional
@@ -341,8 +340,7 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
             codes = np.zeros(X.shape[0], dtype=np.int64)
             n_groups = 1
         else:
-            X, y = validate_data(self, X, y, reset=True, dtype=dtype, y_numeric=False)
-            check_classification_targets(y)
+            X, y = validate_training_data(self, X, y, reset=True)
             classes, codes = np.unique(y, return_inverse=True)
             codes = codes.ravel().astype(np.int64)
             n_groups = len(classes)

@@ -85,6 +85,8 @@ class ClassStatistics:
 
     Attributes
     ----------
+    dtype : numpy.dtype
+        As given (stored as its name, ``input_dtype``).
     n_classes : int
     n_features : int
     n_samples : float
@@ -164,7 +166,14 @@ class ClassStatistics:
         self.sums = sums
         self.scatters = scatters
         self.moments = moments
-        self.dtype = dtype
+        # Kept as a string (not an np.dtype object), so that skops persists it as
+        # a plain value.
+        self.input_dtype = dtype.name
+
+    @property
+    def dtype(self):
+        """Floating dtype of the data the statistics came from (np.dtype)."""
+        return np.dtype(self.input_dtype)
 
     # ------------------------------------------------------------------ building
 
