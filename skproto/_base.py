@@ -135,6 +135,26 @@ class ValidatedPredictMixin:
         )
 
 
+def check_squared_distances_fit(X, dtype, input_name="X"):
+    """Refuse values whose squared Euclidean distances overflow ``dtype``.
+
+    ``||x - p||^2 <= n_features (2 max|x|)^2`` for prototypes within the data's
+    range; past ``sqrt(max / (4 n_features))`` it can be ``inf`` and probabilities
+    NaN, so such input gets a clear error instead of a silently wrong answer.
+    """
+    if X.size == 0:
+        return
+    limit = float(np.sqrt(np.finfo(dtype).max / (4.0 * X.shape[1])))
+    largest = float(np.max(np.abs(X)))
+    if largest > limit:
+        wider = ", give float64 data" if np.dtype(dtype) == np.float32 else ""
+        raise ValueError(
+            f"{input_name} holds values up to {largest:.3g}: squared Euclidean distances "
+            f"of {X.shape[1]} features overflow {np.dtype(dtype).name} beyond {limit:.3g}. "
+            f"Rescale the data{wider}, or use metric='cosine'."
+        )
+
+
 class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
     """Classifier API on top of fitted ``prototypes_`` (one per class).
 
@@ -190,6 +210,18 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         index, _ = backend.assign(X, self.prototypes_, metric=self._get_metric())
         return self.classes_[index]
 
+    def _logits(self, X):
+        """``(similarities - row max) / temperature``: finite or -inf, never NaN.
+
+        Subtracting the row's maximum before dividing (a softmax is invariant to it)
+        keeps a tiny ``temperature`` from turning similarities into ``inf - inf``.
+        """
+        S = self._similarities(X)
+        S -= S.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            S /= S.dtype.type(self.temperature)
+        return S
+
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably.
 
@@ -200,8 +232,10 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
+            ``-inf`` exactly where :meth:`predict_proba` is 0 (a probability below the
+            smallest float, e.g. with a tiny ``temperature``).
         """
-        return log_softmax(self._similarities(X) / self.temperature, axis=1)
+        return log_softmax(self._logits(X), axis=1)
 
     def predict_proba(self, X):
         """Softmax of the similarities divided by ``temperature``.
@@ -213,9 +247,9 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``.
+            Columns follow ``classes_``; finite, each row sums to 1.
         """
-        return softmax(self._similarities(X) / self.temperature, axis=1)
+        return softmax(self._logits(X), axis=1)
 
 
 class BaseStatisticsClassifier(BasePrototypeClassifier):
@@ -237,6 +271,9 @@ class BaseStatisticsClassifier(BasePrototypeClassifier):
         self.statistics_ = statistics
         vars(self).update(state)
 
+    def _check_training_X(self, X):
+        """A hook for checks of the validated training X (none by default)."""
+
     def _learn(self, X, y):
         """Validate a batch, merge its statistics into ``statistics_``, recompute the head."""
         first = not hasattr(self, "statistics_")
@@ -244,6 +281,7 @@ class BaseStatisticsClassifier(BasePrototypeClassifier):
             self, X, y, reset=first,
             fitted_dtype=None if first else self.statistics_.dtype,
         )
+        self._check_training_X(X)
         # Statistics given to from_statistics may keep more moments than needed.
         moments = self._moments if first else self.statistics_.moments
         batch = ClassStatistics._from_validated(X, y, moments=moments)

@@ -6,7 +6,12 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, column_or_1d
 
-from .._base import FLOAT_DTYPES, BaseStatisticsClassifier, check_label_kinds
+from .._base import (
+    FLOAT_DTYPES,
+    BaseStatisticsClassifier,
+    check_label_kinds,
+    check_squared_distances_fit,
+)
 from ..statistics import ClassStatistics
 from ..statistics._class_statistics import union_labels
 
@@ -234,6 +239,16 @@ class NearestMeanClassifier(BaseStatisticsClassifier):
         order = np.argsort(classes, kind="stable")
         return classes[order], prototypes[order], counts[order].astype(np.int64)
 
+
+    def _check_training_X(self, X):
+        if self.metric == "euclidean":
+            check_squared_distances_fit(X, X.dtype)
+
+    def _validate_X_predict(self, X):
+        X = super()._validate_X_predict(X)
+        if self.metric == "euclidean":
+            check_squared_distances_fit(X, X.dtype)
+        return X
 
     def _head(self, statistics, first):
         """Prototypes from the statistics of the data, merged with the prior if any.

@@ -3,7 +3,8 @@
 import numpy as np
 
 from .._dispatch import distance_chunks as _chunks
-from ._common import l2_normalize, row_norms_sq, safe_inverse_norms
+from .._numerics import euclidean_scale
+from ._common import divide_by_row_norms, l2_normalize, row_norms_sq, row_scale_and_norm
 
 
 class _PreparedPrototypes:
@@ -16,14 +17,30 @@ class _PreparedPrototypes:
 
     def __init__(self, P, metric):
         self.metric = metric
+        self.scale = None
         if metric == "cosine":
             self.Pt = np.ascontiguousarray(l2_normalize(P).T)
         elif metric == "euclidean":
+            self.scale = euclidean_scale(P)
+            if self.scale is not None:
+                P = P / self.scale
             # -||x - p||^2 = 2 x.p - ||p||^2 - ||x||^2; the last term is constant per row.
             self.Pt = np.ascontiguousarray(2 * P.T)
             self.p_sq = row_norms_sq(P)
         else:  # dot
             self.Pt = np.ascontiguousarray(P.T)
+
+    def rows(self, Xc):
+        """The chunk as ``raw_scores`` and ``finish`` take it (rescaled if needed).
+
+        Cosine: rows whose squared norm over- or underflows are divided by their
+        largest absolute value, so that the GEMM keeps its digits (denormal rows
+        have almost none left); the similarity does not depend on a row's scale.
+        """
+        if self.metric == "cosine":
+            scale, _ = row_scale_and_norm(Xc)
+            return Xc if np.all(scale == 1) else Xc / scale[:, None]
+        return Xc if self.scale is None else Xc / self.scale
 
     def raw_scores(self, Xc):
         S = Xc @ self.Pt
@@ -34,11 +51,17 @@ class _PreparedPrototypes:
     def finish(self, S, Xc):
         """True similarity from raw scores S (any trailing shape per row); in place."""
         if self.metric == "cosine":
-            S *= safe_inverse_norms(Xc).reshape((-1,) + (1,) * (S.ndim - 1))
+            divide_by_row_norms(S, Xc)
         elif self.metric == "euclidean":
             S -= row_norms_sq(Xc).reshape((-1,) + (1,) * (S.ndim - 1))
             # Rounding can make a squared distance slightly negative: clamp it at 0.
             np.minimum(S, 0, out=S)
+            if self.scale is not None:
+                # Back to the data's units; beyond the type's range that is -inf,
+                # the true value rounded (assign / topk only use the order).
+                with np.errstate(over="ignore"):
+                    S *= self.scale
+                    S *= self.scale
         return S
 
 
@@ -47,7 +70,7 @@ def similarity(X, P, metric, working_memory):
     prepared = _PreparedPrototypes(P, metric)
     out = np.empty((X.shape[0], P.shape[0]), dtype=X.dtype)
     for rows in _chunks(X.shape[0], P.shape[0], X.shape[1], X.itemsize, working_memory):
-        Xc = X[rows]
+        Xc = prepared.rows(X[rows])
         out[rows] = prepared.finish(prepared.raw_scores(Xc), Xc)
     return out
 
@@ -59,7 +82,7 @@ def assign(X, P, metric, working_memory):
     best_index = np.empty(n, dtype=np.intp)
     best_score = np.empty(n, dtype=X.dtype)
     for rows in _chunks(n, P.shape[0], X.shape[1], X.itemsize, working_memory):
-        Xc = X[rows]
+        Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         idx = np.argmax(S, axis=1)
         best_index[rows] = idx
@@ -77,7 +100,7 @@ def topk(X, P, k, metric, working_memory):
     # copies (measured with tracemalloc: about one more score and index block).
     col_bytes = 2 * (X.itemsize + np.dtype(np.intp).itemsize)
     for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory, col_bytes):
-        Xc = X[rows]
+        Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         if k < n_prototypes:
             part = np.argpartition(S, n_prototypes - k, axis=1)[:, n_prototypes - k :]
@@ -102,7 +125,7 @@ def kth_similarity(X, P, k, metric, working_memory):
     n, n_prototypes = X.shape[0], P.shape[0]
     out = np.empty(n, dtype=X.dtype)
     for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory):
-        Xc = X[rows]
+        Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         S.partition(n_prototypes - k, axis=1)
         out[rows] = prepared.finish(S[:, n_prototypes - k].copy(), Xc)

@@ -10,9 +10,6 @@ import torch
 
 from ..._config import get_config, resolve_device_name
 
-TINY = 1e-12
-
-
 def resolve_device(device=None):
     """The torch.device for a config value ("cpu", "cuda", "cuda:N", "mps", "auto")."""
     device = get_config()["device"] if device is None else device
@@ -31,13 +28,37 @@ def row_norms_sq(T):
     return torch.einsum("ij,ij->i", T, T)
 
 
-def safe_inverse_norms(T):
-    norms = torch.sqrt(row_norms_sq(T))
-    return torch.where(norms > TINY, 1.0 / norms.clamp_min(TINY), torch.zeros_like(norms))
+def row_scale_and_norm(T):
+    """Torch twin of the numpy ``row_scale_and_norm``: ``x / ||x|| = (x / scale) / norm``."""
+    sq = row_norms_sq(T)
+    scale = torch.ones_like(sq)
+    norm = torch.sqrt(sq)
+    bad = ~(torch.isfinite(sq) & (sq >= torch.finfo(T.dtype).tiny))
+    if bool(bad.any()):
+        Tb = T[bad]
+        big = Tb.abs().amax(dim=1) if T.shape[1] else sq[bad]
+        nonzero = big > 0
+        scale[bad] = torch.where(nonzero, big, torch.ones_like(big))
+        norm_b = torch.sqrt(row_norms_sq(Tb / scale[bad][:, None]))
+        norm[bad] = torch.where(nonzero, norm_b, torch.zeros_like(norm_b))
+    return scale, norm
+
+
+def divide_by_row_norms(S, T):
+    """``S[i] / ||T[i]||`` in place (0 where T[i] is zero), any trailing shape of S."""
+    scale, norm = row_scale_and_norm(T)
+    shape = (-1,) + (1,) * (S.ndim - 1)
+    S /= scale.reshape(shape)
+    S /= torch.where(norm > 0, norm, torch.ones_like(norm)).reshape(shape)
+    return S
+
+
+def normalize_rows(T):
+    """Rows of the tensor T at unit L2 norm, whatever their scale; zero rows stay zero."""
+    return divide_by_row_norms(T.clone(), T)
 
 
 @torch.inference_mode()
 def l2_normalize(X):
     """Rows of X (numpy) scaled to unit L2 norm on the device; zero rows stay zero."""
-    T = to_device(X, resolve_device())
-    return to_numpy(T * safe_inverse_norms(T)[:, None])
+    return to_numpy(normalize_rows(to_device(X, resolve_device())))

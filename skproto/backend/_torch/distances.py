@@ -4,11 +4,14 @@ import numpy as np
 import torch
 
 from .._dispatch import distance_chunks as _chunks
+from .._numerics import euclidean_scale
 from ._common import (
+    divide_by_row_norms,
+    normalize_rows,
+    row_scale_and_norm,
     l2_normalize,
     resolve_device,
     row_norms_sq,
-    safe_inverse_norms,
     to_device,
     to_numpy,
 )
@@ -28,14 +31,24 @@ class _PreparedPrototypes:
 
     def __init__(self, P, metric, device):
         self.metric = metric
+        self.scale = euclidean_scale(P) if metric == "euclidean" else None
+        if self.scale is not None:
+            P = P / self.scale
         P = to_device(P, device)
         if metric == "cosine":
-            self.Pt = (P * safe_inverse_norms(P)[:, None]).T.contiguous()
+            self.Pt = normalize_rows(P).T.contiguous()
         elif metric == "euclidean":
             self.Pt = (2 * P).T.contiguous()
             self.p_sq = row_norms_sq(P)
         else:
             self.Pt = P.T.contiguous()
+
+    def rows(self, Xc):
+        """The chunk as ``raw_scores`` and ``finish`` take it (rescaled if needed)."""
+        if self.metric == "cosine":
+            scale, _ = row_scale_and_norm(Xc)
+            return Xc if bool(torch.all(scale == 1)) else Xc / scale[:, None]
+        return Xc if self.scale is None else Xc / float(self.scale)
 
     def raw_scores(self, Xc):
         S = Xc @ self.Pt
@@ -46,10 +59,13 @@ class _PreparedPrototypes:
     def finish(self, S, Xc):
         shape = (-1,) + (1,) * (S.ndim - 1)
         if self.metric == "cosine":
-            S *= safe_inverse_norms(Xc).reshape(shape)
+            divide_by_row_norms(S, Xc)
         elif self.metric == "euclidean":
             S -= row_norms_sq(Xc).reshape(shape)
             S.clamp_(max=0)
+            if self.scale is not None:
+                S *= float(self.scale)
+                S *= float(self.scale)
         return S
 
 
@@ -63,7 +79,7 @@ def similarity(X, P, metric, working_memory):
     prepared = _PreparedPrototypes(P, metric, device)
     out = np.empty((X.shape[0], P.shape[0]), dtype=X.dtype)
     for rows in _chunked(X, P, working_memory):
-        Xc = to_device(X[rows], device)
+        Xc = prepared.rows(to_device(X[rows], device))
         out[rows] = to_numpy(prepared.finish(prepared.raw_scores(Xc), Xc))
     return out
 
@@ -75,7 +91,7 @@ def assign(X, P, metric, working_memory):
     best_index = np.empty(X.shape[0], dtype=np.intp)
     best_score = np.empty(X.shape[0], dtype=X.dtype)
     for rows in _chunked(X, P, working_memory):
-        Xc = to_device(X[rows], device)
+        Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # torch.max returns the first maximal index, as np.argmax does.
         score, idx = torch.max(S, dim=1)
@@ -91,7 +107,7 @@ def topk(X, P, k, metric, working_memory):
     indices = np.empty((X.shape[0], k), dtype=np.intp)
     scores = np.empty((X.shape[0], k), dtype=X.dtype)
     for rows in _chunked(X, P, working_memory):
-        Xc = to_device(X[rows], device)
+        Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # torch.topk is much faster than a full sort on large K; exact ties between
         # scores may come out in another order than the numpy kernel's.
@@ -108,7 +124,7 @@ def kth_similarity(X, P, k, metric, working_memory):
     n_prototypes = P.shape[0]
     out = np.empty(X.shape[0], dtype=X.dtype)
     for rows in _chunked(X, P, working_memory):
-        Xc = to_device(X[rows], device)
+        Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # kthvalue counts from the smallest: the k-th largest is the (K - k + 1)-th smallest.
         value, _ = torch.kthvalue(S, n_prototypes - k + 1, dim=1)
@@ -125,7 +141,7 @@ def whitened_sq_distance(X, center, W, working_memory):
     out = np.empty(X.shape[0], dtype=X.dtype)
     for rows in _chunks(X.shape[0], W.shape[1], X.shape[1], X.itemsize, working_memory):
         Xc = to_device(X[rows], device)
-        Z = Xc * safe_inverse_norms(Xc)[:, None] - center_t
+        Z = normalize_rows(Xc) - center_t
         Z = Z @ W_t
         out[rows] = to_numpy(row_norms_sq(Z))
     return out
