@@ -171,7 +171,9 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
     def _similarities(self, X):
         """Similarity of each sample to each class prototype, (n_samples, n_classes)."""
         X = self._validate_X_predict(X)
-        return backend.similarity(X, self.prototypes_, metric=self._get_metric())
+        return backend.similarity(
+            X, self.prototypes_, metric=self._get_metric(), check_input=False
+        )
 
     def decision_function(self, X):
         """Similarity of each sample to each class prototype.
@@ -207,7 +209,9 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         y_pred : ndarray of shape (n_samples,)
         """
         X = self._validate_X_predict(X)
-        index, _ = backend.assign(X, self.prototypes_, metric=self._get_metric())
+        index, _ = backend.assign(
+            X, self.prototypes_, metric=self._get_metric(), check_input=False
+        )
         return self.classes_[index]
 
     def _logits(self, X):

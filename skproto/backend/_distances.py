@@ -10,7 +10,13 @@ Similarities, larger = more similar:
 
 import numpy as np
 
-from ._checks import as_float_matrix, as_float_pair, check_metric
+from ._checks import (
+    as_float_array,
+    as_float_matrix,
+    as_float_pair,
+    check_integer,
+    check_metric,
+)
 from ._dispatch import kernels, working_memory
 
 
@@ -18,12 +24,15 @@ def _distances():
     return kernels("distances")
 
 
-def l2_normalize(X):
-    """Rows of X scaled to unit L2 norm; rows of norm below 1e-12 become zero.
+def l2_normalize(X, *, check_input=True):
+    """Rows of X scaled to unit L2 norm, whatever their scale; zero rows stay zero.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -37,10 +46,10 @@ def l2_normalize(X):
     array([[0.6, 0.8],
            [0. , 0. ]])
     """
-    return _distances().l2_normalize(as_float_matrix(X))
+    return _distances().l2_normalize(as_float_matrix(X, check=check_input))
 
 
-def similarity(X, P, metric="cosine"):
+def similarity(X, P, metric="cosine", *, check_input=True):
     """Similarity of every row of X to every prototype.
 
     Parameters
@@ -49,6 +58,9 @@ def similarity(X, P, metric="cosine"):
     P : array-like of shape (n_prototypes, n_features)
     metric : {"cosine", "euclidean", "dot"}, default="cosine"
         See the module docstring; ``"euclidean"`` is the negative squared distance.
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -63,11 +75,11 @@ def similarity(X, P, metric="cosine"):
     array([[-20.]])
     """
     check_metric(metric)
-    X, P = as_float_pair(X, P)
+    X, P = as_float_pair(X, P, check=check_input)
     return _distances().similarity(X, P, metric, working_memory())
 
 
-def assign(X, P, metric="cosine"):
+def assign(X, P, metric="cosine", *, check_input=True):
     """Most similar prototype of each row, without building the full matrix.
 
     Parameters
@@ -75,6 +87,9 @@ def assign(X, P, metric="cosine"):
     X : array-like of shape (n_samples, n_features)
     P : array-like of shape (n_prototypes, n_features)
     metric : {"cosine", "euclidean", "dot"}, default="cosine"
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -91,11 +106,11 @@ def assign(X, P, metric="cosine"):
     array([1, 0])
     """
     check_metric(metric)
-    X, P = as_float_pair(X, P)
+    X, P = as_float_pair(X, P, check=check_input)
     return _distances().assign(X, P, metric, working_memory())
 
 
-def topk(X, P, k, metric="cosine"):
+def topk(X, P, k, metric="cosine", *, check_input=True):
     """The ``k`` most similar prototypes of each row, most similar first.
 
     Parameters
@@ -105,6 +120,9 @@ def topk(X, P, k, metric="cosine"):
     k : int
         Number of prototypes to return, in ``[1, n_prototypes]``.
     metric : {"cosine", "euclidean", "dot"}, default="cosine"
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -119,13 +137,12 @@ def topk(X, P, k, metric="cosine"):
     array([[1, 2]])
     """
     check_metric(metric)
-    X, P = as_float_pair(X, P)
-    if not 1 <= int(k) <= P.shape[0]:
-        raise ValueError(f"k must be in [1, {P.shape[0]}] (the number of prototypes), got {k}.")
-    return _distances().topk(X, P, int(k), metric, working_memory())
+    X, P = as_float_pair(X, P, check=check_input)
+    k = check_integer(k, "k", 1, P.shape[0])
+    return _distances().topk(X, P, k, metric, working_memory())
 
 
-def kth_similarity(X, P, k, metric="cosine"):
+def kth_similarity(X, P, k, metric="cosine", *, check_input=True):
     """The ``k``-th largest similarity of each row to the prototypes (``k=1``: the best).
 
     Equals ``topk(X, P, k, metric)[1][:, k - 1]``, without building indices or sorting:
@@ -138,6 +155,9 @@ def kth_similarity(X, P, k, metric="cosine"):
     k : int
         Rank of the similarity to return, in ``[1, n_prototypes]``.
     metric : {"cosine", "euclidean", "dot"}, default="cosine"
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -150,14 +170,13 @@ def kth_similarity(X, P, k, metric="cosine"):
     array([0.70710678])
     """
     check_metric(metric)
-    X, P = as_float_pair(X, P)
-    if not 1 <= int(k) <= P.shape[0]:
-        raise ValueError(f"k must be in [1, {P.shape[0]}] (the number of prototypes), got {k}.")
-    return _distances().kth_similarity(X, P, int(k), metric, working_memory())
+    X, P = as_float_pair(X, P, check=check_input)
+    k = check_integer(k, "k", 1, P.shape[0])
+    return _distances().kth_similarity(X, P, k, metric, working_memory())
 
 
 
-def whitened_sq_distance(X, center, W):
+def whitened_sq_distance(X, center, W, *, check_input=True):
     """Squared Mahalanobis-type distance of the L2-normalised rows of X.
 
     Returns ``||(x / ||x|| - center) @ W||^2`` for every row ``x``: with
@@ -169,6 +188,9 @@ def whitened_sq_distance(X, center, W):
     X : array-like of shape (n_samples, n_features)
     center : array-like of shape (n_features,)
     W : array-like of shape (n_features, n_components)
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -181,17 +203,15 @@ def whitened_sq_distance(X, center, W):
     >>> whitened_sq_distance([[3.0, 4.0]], [0.0, 0.0], np.diag([2.0, 1.0]))
     array([2.08])
     """
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array, got X.ndim={X.ndim}.")
-    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    X = X.astype(dtype, copy=False)
-    center = np.asarray(center, dtype=dtype)
-    W = np.asarray(W, dtype=dtype)
-    if center.shape != (X.shape[1],) or W.ndim != 2 or W.shape[0] != X.shape[1]:
+    X = as_float_matrix(X, check=check_input)
+    center = as_float_array(center, "center", (X.shape[1],), X.dtype, check=check_input)
+    W = np.asarray(W)
+    if W.ndim != 2 or W.shape[0] != X.shape[1]:
         raise ValueError(
-            "center must have shape (n_features,) and W shape (n_features, n_components)."
+            f"W must have shape (n_features, n_components) = ({X.shape[1]}, ...), got "
+            f"{W.shape}."
         )
+    W = as_float_array(W, "W", W.shape, X.dtype, check=check_input)
     return _distances().whitened_sq_distance(X, center, W, working_memory())
 
 

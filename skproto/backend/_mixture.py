@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._checks import as_float_pair, check_codes
+from ._checks import as_float_array, as_float_pair, check_codes
 from ._dispatch import kernels, working_memory
 
 COVARIANCE_TYPES = ("spherical", "diag", "full")
@@ -48,34 +48,31 @@ def gaussian_constants(means, precisions_chol, log_weights, covariance_type):
     return constants
 
 
-def _check_mixture(X, means, precisions_chol, log_weights, covariance_type):
+def _check_mixture(X, means, precisions_chol, log_weights, covariance_type, check):
     """Validate a Gaussian mixture's arrays; X and means in one floating dtype."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
             f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
         )
-    X, means = as_float_pair(X, means)
+    X, means = as_float_pair(X, means, check=check, names=("X", "means"))
     n_components, n_features = means.shape
-    precisions_chol = np.asarray(precisions_chol, dtype=np.float64)
     expected = {
         "spherical": (n_components,),
         "diag": (n_components, n_features),
         "full": (n_components, n_features, n_features),
     }[covariance_type]
-    if precisions_chol.shape != expected:
-        raise ValueError(
-            f"precisions_chol must have shape {expected} for covariance_type="
-            f"{covariance_type!r}, got {precisions_chol.shape}."
-        )
-    log_weights = np.asarray(log_weights, dtype=np.float64)
-    if log_weights.shape != (n_components,):
-        raise ValueError(
-            f"log_weights must have shape ({n_components},), got {log_weights.shape}."
-        )
+    precisions_chol = as_float_array(
+        precisions_chol, "precisions_chol", expected, np.float64, check=check,
+        context=f" for covariance_type={covariance_type!r}",
+    )
+    log_weights = as_float_array(
+        log_weights, "log_weights", (n_components,), np.float64, check=check
+    )
     return X, means, precisions_chol, log_weights
 
 
-def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type):
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type, *,
+                         check_input=True):
     """E-step of a Gaussian mixture: log posteriors and per-row log-likelihoods.
 
     With ``P_k = L_k L_k^T`` the precision of component ``k`` (``precisions_chol`` holds
@@ -97,6 +94,9 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
         lower-triangular).
     log_weights : array-like of shape (n_components,)
     covariance_type : {"spherical", "diag", "full"}
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
 
     Returns
     -------
@@ -116,13 +116,14 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
            [0., 1.]])
     """
     X, means, precisions_chol, log_weights = _check_mixture(
-        X, means, precisions_chol, log_weights, covariance_type
+        X, means, precisions_chol, log_weights, covariance_type, check_input
     )
     constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
     return kernels("mixture").log_responsibilities(X, constants, working_memory())
 
 
-def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed=None):
+def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed=None,
+                          *, check_input=True):
     """One EM pass: E-step responsibilities reduced straight into the M-step sums.
 
     Never builds the ``(n_samples, n_components)`` responsibility matrix: each row
@@ -163,7 +164,7 @@ def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_typ
     array([1., 2.])
     """
     X, means, precisions_chol, log_weights = _check_mixture(
-        X, means, precisions_chol, log_weights, covariance_type
+        X, means, precisions_chol, log_weights, covariance_type, check_input
     )
     if fixed is None:
         fixed = np.full(X.shape[0], -1, dtype=np.int64)

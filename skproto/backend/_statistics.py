@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from ._checks import as_float_matrix, check_codes
+from ._checks import as_float_matrix, check_codes, check_integer
 from ._dispatch import kernels, working_memory
 
 MOMENTS = (None, "diag", "full")
 
 
-def group_sum(X, codes, n_groups, squares=False):
+def group_sum(X, codes, n_groups, squares=False, *, check_input=True):
     """Per-group sums of the rows of X (and of their squares) and group sizes.
 
     Parameters
@@ -19,6 +19,9 @@ def group_sum(X, codes, n_groups, squares=False):
     n_groups : int
     squares : bool, default=False
         Also return the per-group sums of ``X ** 2`` (for variances).
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature, integer codes in
+        range). Estimators that validated X already pass False.
 
     Returns
     -------
@@ -37,13 +40,15 @@ def group_sum(X, codes, n_groups, squares=False):
     >>> counts
     array([2, 1])
     """
-    X = as_float_matrix(X)
+    X = as_float_matrix(X, check=check_input)
+    n_groups = check_integer(n_groups, "n_groups", 1)
     codes = check_codes(codes, X.shape[0], n_groups)
-    return kernels("statistics").group_sum(X, codes, int(n_groups), bool(squares), working_memory())
+    return kernels("statistics").group_sum(X, codes, n_groups, bool(squares), working_memory())
 
 
 
-def class_moments(X, codes, n_groups, sample_weight=None, moments=None):
+def class_moments(X, codes, n_groups, sample_weight=None, moments=None, *,
+                  check_input=True):
     """Per-group weights, sums and centred second moments, all in float64.
 
     The building block of :class:`skproto.statistics.ClassStatistics`: for each group
@@ -62,6 +67,9 @@ def class_moments(X, codes, n_groups, sample_weight=None, moments=None):
         Non-negative weights; None weighs every row 1.
     moments : {None, "diag", "full"}, default=None
         Which second moments to compute; None: none.
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature, integer codes in
+        range). Estimators that validated X already pass False.
 
     Returns
     -------
@@ -82,14 +90,22 @@ def class_moments(X, codes, n_groups, sample_weight=None, moments=None):
     array([[2., 8.],
            [0., 0.]])
     """
-    X = as_float_matrix(X)
+    X = as_float_matrix(X, check=check_input)
+    n_groups = check_integer(n_groups, "n_groups", 1)
     codes = check_codes(codes, X.shape[0], n_groups)
     if moments not in MOMENTS:
         raise ValueError(f"moments must be one of {MOMENTS}, got {moments!r}.")
     if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        sample_weight = np.asarray(sample_weight)
+        if check_input and (
+            sample_weight.dtype.kind not in "biuf"
+            or not np.all(np.isfinite(sample_weight))
+            or np.any(sample_weight < 0)
+        ):
+            raise ValueError("sample_weight must be finite, non-negative real numbers.")
+        sample_weight = sample_weight.astype(np.float64, copy=False)
         if sample_weight.shape != (X.shape[0],):
             raise ValueError("sample_weight must have one entry per row of X.")
     return kernels("statistics").class_moments(
-        X, codes, int(n_groups), sample_weight, moments, working_memory()
+        X, codes, n_groups, sample_weight, moments, working_memory()
     )

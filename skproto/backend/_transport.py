@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._checks import as_float_pair
+from ._checks import as_float_matrix, as_float_pair, check_integer, check_positive
 from ._dispatch import kernels
 
 
@@ -39,22 +39,17 @@ def sinkhorn(scores, epsilon=0.05, n_iter=3):
     >>> np.round(Q.sum(axis=1), 6), np.round(Q.sum(axis=0), 3)
     (array([1., 1.]), array([1., 1.]))
     """
-    S = np.asarray(scores)
-    if S.ndim != 2 or S.shape[0] == 0 or S.shape[1] == 0:
+    S = as_float_matrix(scores, "scores")
+    if S.shape[0] == 0:
         raise ValueError(f"scores must be a non-empty 2-D array, got shape {S.shape}.")
-    if S.dtype not in (np.float32, np.float64):
-        S = S.astype(np.float64)
-    if not np.all(np.isfinite(S)):
-        raise ValueError("scores must be finite.")
-    if not epsilon > 0:
-        raise ValueError(f"epsilon must be positive, got {epsilon}.")
-    if int(n_iter) < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}.")
-    return kernels("transport").sinkhorn(S, float(epsilon), int(n_iter))
+    epsilon = check_positive(epsilon, "epsilon")
+    n_iter = check_integer(n_iter, "n_iter", 0)
+    return kernels("transport").sinkhorn(S, epsilon, n_iter)
 
 
 def balanced_assignment(
-    X, P, epsilon=0.05, n_iter=3, top_k=None, x_groups=None, p_groups=None
+    X, P, epsilon=0.05, n_iter=3, top_k=None, x_groups=None, p_groups=None, *,
+    check_input=True,
 ):
     """PALM's prototype assignment of one mini-batch, and the prototypes' targets.
 
@@ -81,6 +76,9 @@ def balanced_assignment(
     x_groups, p_groups : array-like of int of shape (n_samples,) and (n_prototypes,)
         Group (class) of each sample and prototype; a sample is assigned only to
         prototypes of its own group. Both None: no mask (unsupervised PALM).
+    check_input : bool, default=True
+        Validate X and P (real, finite, at least one feature). Estimators that
+        validated them already pass False.
 
     Returns
     -------
@@ -108,13 +106,11 @@ def balanced_assignment(
     >>> targets[1]
     array([0., 1.])
     """
-    X, P = as_float_pair(X, P)
-    if not epsilon > 0:
-        raise ValueError(f"epsilon must be positive, got {epsilon}.")
-    if int(n_iter) < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}.")
-    if top_k is not None and int(top_k) < 1:
-        raise ValueError(f"top_k must be None or >= 1, got {top_k}.")
+    X, P = as_float_pair(X, P, check=check_input)
+    epsilon = check_positive(epsilon, "epsilon")
+    n_iter = check_integer(n_iter, "n_iter", 0)
+    if top_k is not None:
+        top_k = check_integer(top_k, "top_k", 1)
     if (x_groups is None) != (p_groups is None):
         raise ValueError("x_groups and p_groups must be given together.")
     if x_groups is not None:
@@ -129,7 +125,6 @@ def balanced_assignment(
     if X.shape[0] == 0:
         raise ValueError("X must hold at least one sample.")
     return kernels("transport").balanced_assignment(
-        X, P, float(epsilon), int(n_iter), None if top_k is None else int(top_k),
-        x_groups, p_groups,
+        X, P, epsilon, n_iter, top_k, x_groups, p_groups
     )
 

@@ -254,7 +254,7 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
 
     def _train(self, X, y):
         clf = self._make_classifier()
-        return clf.fit(l2_normalize(X), y)
+        return clf.fit(l2_normalize(X, check_input=False), y)
 
     @_fit_context(prefer_skip_nested_validation=False)
     @transactional
@@ -335,7 +335,7 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_X_predict(self, X):
-        return l2_normalize(super()._validate_X_predict(X))
+        return l2_normalize(super()._validate_X_predict(X), check_input=False)
 
     def decision_function(self, X):
         """Decision scores of the classifier on the L2-normalised samples.

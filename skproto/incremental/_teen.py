@@ -90,10 +90,10 @@ def teen_calibrate(novel_prototypes, base_prototypes, alpha=0.5, tau=16.0):
             f"{B.shape[1]}; they must match."
         )
     out_dtype = P.dtype if P.dtype in (np.float32, np.float64) else np.float64
-    Pn = l2_normalize(P.astype(np.float64))
-    Bn = l2_normalize(B.astype(np.float64))
+    Pn = l2_normalize(P.astype(np.float64), check_input=False)
+    Bn = l2_normalize(B.astype(np.float64), check_input=False)
     W = softmax(tau * (Pn @ Bn.T), axis=1)
-    D = l2_normalize(W @ Bn)
+    D = l2_normalize(W @ Bn, check_input=False)
     return ((1.0 - alpha) * Pn + alpha * D).astype(out_dtype, copy=False)
 
 

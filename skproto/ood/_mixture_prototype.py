@@ -350,7 +350,7 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
                 f"ood_score='knn' needs at least 2 samples, got n_samples = {n_samples}."
             )
         rng = check_random_state(self.random_state)
-        Xn = _l2_normalize(X)
+        Xn = _l2_normalize(X, check_input=False)
         M = self.n_prototypes
         P = _init_prototypes(Xn, codes, n_groups, M, self.init, rng)
         proto_codes = np.repeat(np.arange(n_groups), M)
@@ -376,8 +376,9 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
                     top_k=top_k,
                     x_groups=None if groups[0] is None else codes[idx],
                     p_groups=groups[1],
+                    check_input=False,
                 )
-                P = _l2_normalize(momentum * P + (1 - momentum) * targets)
+                P = _l2_normalize(momentum * P + (1 - momentum) * targets, check_input=False)
             moved = np.sqrt(np.einsum("ij,ij->i", P - P_start, P - P_start).max())
             if moved <= self.tol * pass_rate:
                 break
@@ -402,12 +403,18 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
 
     def _scores_from_state(self, X, state):
         if self.ood_score == "prototype":
-            _, scores = backend.assign(X, state["prototypes_"], metric="cosine")
+            _, scores = backend.assign(
+                X, state["prototypes_"], metric="cosine", check_input=False
+            )
             return scores
         if self.ood_score == "knn":
             k = state["n_neighbors_"]
-            return backend.kth_similarity(X, state["train_features_"], k, metric="cosine")
-        d2 = backend.whitened_sq_distance(X, state["location_"], state["whitening_"])
+            return backend.kth_similarity(
+                X, state["train_features_"], k, metric="cosine", check_input=False
+            )
+        d2 = backend.whitened_sq_distance(
+            X, state["location_"], state["whitening_"], check_input=False
+        )
         return -d2
 
     def _predict_dtype(self):
@@ -489,7 +496,7 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         index : ndarray of shape (n_samples,)
         """
         X = self._validate_X_predict(X)
-        index, _ = backend.assign(X, self.prototypes_, metric="cosine")
+        index, _ = backend.assign(X, self.prototypes_, metric="cosine", check_input=False)
         return index
 
     def predict_class(self, X):

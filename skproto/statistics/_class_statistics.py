@@ -225,7 +225,8 @@ class ClassStatistics:
         """:meth:`from_batch` for input already checked (finite 2-D float X, 1-D y)."""
         classes, codes = sorted_unique_labels(y)
         counts, sums, scatters = backend.class_moments(
-            X, codes, len(classes), sample_weight=sample_weight, moments=moments
+            X, codes, len(classes), sample_weight=sample_weight, moments=moments,
+            check_input=False,
         )
         if sample_weight is None:
             counts = np.rint(counts).astype(np.int64)
