@@ -194,6 +194,7 @@ def run_evaluate(embeddings, *, protocol="cil", estimators=("nmc",), test=None,
     n_classes = len(np.unique(y_train))
     splitter = _splitter(protocol, n_classes, initial=initial, increment=increment,
                          shots=shots, seed=seed)
+    list(splitter.split(X_train, y_train))  # a protocol the data cannot hold raises here
     print(f"skproto evaluate: {source}, {n_classes} classes, {X.shape[1]} features",
           file=file)
     print(f"protocol: {splitter!r}", file=file)
