@@ -35,8 +35,8 @@ numpydoc_xref_param_type = False
 # No network during the build: intersphinx inventories are not fetched.
 intersphinx_mapping = {}
 
-# A fast build (SKPROTO_DOCS_FAST=1, used by CI) skips running the gallery scripts;
-# the full build executes every example and embeds its plot.
+# A fast build (SKPROTO_DOCS_FAST=1, ``make html-fast``) skips running the gallery
+# scripts; the full build (``make html``, what CI builds) executes every example.
 fast = os.environ.get("SKPROTO_DOCS_FAST") == "1"
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),

@@ -127,4 +127,5 @@ plt.show()
 # TEEN needs no training and costs one small softmax per session. ``alpha`` is the
 # parameter to tune, on a validation protocol like this one: the paper uses 0.5, and 0.1
 # on CIFAR-100; the README's benchmark on real frozen embeddings (5 shots) finds its best
-# harmonic mean between 0.25 and 0.5.
+# harmonic mean between 0.25 and 0.5. To tune it with ``GridSearchCV`` on the few-shot
+# protocol, see :ref:`sphx_glr_auto_examples_plot_tune_teen_protocol.py`.

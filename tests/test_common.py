@@ -24,6 +24,8 @@ from sklearn.utils.estimator_checks import (
 )
 
 import skproto
+from skproto import NearestMeanClassifier
+from skproto.model_selection import ClassIncrementalSplit
 from skproto.utils import all_estimators
 
 # {estimator class name: {check name: reason}}
@@ -49,6 +51,12 @@ EXPECTED_FAILED_CHECKS["SemiSupervisedGMM"] = {
 
 # Constructor arguments that make an estimator fast or valid for the checks' tiny data.
 CHECK_PARAMS = {
+    # A meta-estimator: its estimator and protocol are required. One class per step,
+    # so that the checks' two- and three-class data make a stream of several steps.
+    "IncrementalProtocolEstimator": {
+        "estimator": NearestMeanClassifier(),
+        "splitter": ClassIncrementalSplit(increment=1),
+    },
     "MixturePrototypeOODDetector": {"max_iter": 5},
     # The encoders take images / strings, not numeric 2-D arrays, and say so with
     # ``input_tags.two_d_array = False`` (as scikit-learn's text vectorizers do):

@@ -11,6 +11,7 @@ import pytest
 MODULES = [
     "skproto",
     "skproto.backend",
+    "skproto.cli",
     "skproto.discovery",
     "skproto.encoders",
     "skproto.incremental",

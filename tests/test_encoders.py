@@ -774,3 +774,48 @@ def test_progress_bar_only_when_asked_or_in_a_terminal(tiny, capsys):
     encoder.transform(texts)
     err = capsys.readouterr().err
     assert "OpenCLIPTextEncoder" in err and "5/5" in err
+
+
+# --------------------------------------------------------------------------- tiny model helper
+def test_make_tiny_open_clip_writes_an_offline_model(tmp_path, image_files):
+    # Before: building a model to try the encoders offline meant copying this file's
+    # fixture; now a documented helper writes one.
+    open_clip = pytest.importorskip("open_clip")
+    import torch
+
+    from skproto.encoders import make_tiny_open_clip
+
+    state = torch.random.get_rng_state()
+    name = make_tiny_open_clip(tmp_path / "tiny", random_state=3)
+    assert torch.equal(torch.random.get_rng_state(), state)     # global RNG untouched
+    assert name == f"local-dir:{(tmp_path / 'tiny').resolve()}"
+    config = json.loads((tmp_path / "tiny" / "open_clip_config.json").read_text())
+    assert config["model_cfg"]["embed_dim"] == 32
+    # open_clip itself loads it from the folder, and the encoders give its output.
+    ref, _, preprocess = open_clip.create_model_and_transforms(name)
+    ref.eval()
+    pil_images = [_open(p) for p in image_files]
+    with torch.no_grad():
+        expected = ref.encode_image(
+            torch.stack([preprocess(im.convert("RGB")) for im in pil_images]), normalize=True
+        ).numpy()
+        expected_text = ref.encode_text(
+            open_clip.get_tokenizer(name)(["a cat", "a dog"]), normalize=True
+        ).numpy()
+    Z = OpenCLIPImageEncoder(name, device="cpu").transform(image_files)
+    assert_allclose(Z, expected, rtol=1e-5, atol=1e-6)
+    T = OpenCLIPTextEncoder(name, device="cpu").transform(["a cat", "a dog"])
+    assert_allclose(T, expected_text, rtol=1e-5, atol=1e-6)
+    # Same seed, same weights; another seed, other weights.
+    weights = torch.load(tmp_path / "tiny" / "open_clip_pytorch_model.bin")
+    make_tiny_open_clip(tmp_path / "same", random_state=3)
+    make_tiny_open_clip(tmp_path / "other", random_state=4)
+    same = torch.load(tmp_path / "same" / "open_clip_pytorch_model.bin")
+    other = torch.load(tmp_path / "other" / "open_clip_pytorch_model.bin")
+    key = "visual.conv1.weight"
+    assert torch.equal(weights[key], same[key]) and not torch.equal(weights[key], other[key])
+    with pytest.raises(TypeError, match="random_state"):
+        make_tiny_open_clip(tmp_path / "bad", random_state=0.5)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a folder"):
+        make_tiny_open_clip(tmp_path / "file")

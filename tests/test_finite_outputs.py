@@ -22,7 +22,6 @@ from skproto import (
     FeTrIL,
     MixturePrototypeOODDetector,
     NearestMeanClassifier,
-    SemiSupervisedGMM,
     TEENCalibrator,
 )
 

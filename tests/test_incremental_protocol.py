@@ -303,3 +303,97 @@ def test_matplotlib_imported_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------- the splitters are not cv= splitters
+
+class _FitSpy(NearestMeanClassifier):
+    """Records every fit, to prove that a refused cv= use trains nothing."""
+
+    fits = []
+
+    def fit(self, X, y):
+        _FitSpy.fits.append(len(y))
+        return super().fit(X, y)
+
+
+_PROTOCOLS = [
+    ClassIncrementalSplit(2, increment=2),
+    FewShotIncrementalSplit(4, n_ways=2, n_shots=3, random_state=0),
+]
+
+
+@pytest.mark.parametrize("routing", [False, True], ids=["default", "metadata_routing"])
+@pytest.mark.parametrize("splitter", _PROTOCOLS, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("route", ["cross_val_score", "GridSearchCV"])
+def test_splitter_as_cv_fails_at_once_pointing_to_evaluate_incremental(route, splitter,
+                                                                        routing):
+    # Before: cross_val_score read the step's new classes as test indices and returned
+    # scores such as [0, 0, 0, 0.5, 0.5] without a word.
+    import sklearn
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    X, y, _, _ = _data()
+    _FitSpy.fits.clear()
+    with sklearn.config_context(enable_metadata_routing=routing):
+        with pytest.raises(TypeError, match="evaluate_incremental") as info:
+            if route == "cross_val_score":
+                cross_val_score(_FitSpy(), X, y, cv=splitter)
+            else:
+                GridSearchCV(_FitSpy(), {"metric": ["cosine", "euclidean"]},
+                             cv=splitter).fit(X, y)
+    assert "not a cross-validation splitter" in str(info.value)
+    assert "IncrementalProtocolEstimator" in str(info.value)
+    assert _FitSpy.fits == []                              # nothing was trained
+
+
+@pytest.mark.parametrize("splitter", _PROTOCOLS, ids=lambda s: type(s).__name__)
+def test_splitter_refuses_groups_at_the_call_and_keeps_the_protocol_api(splitter):
+    _, y, _, _ = _data()
+    with pytest.raises(TypeError, match="evaluate_incremental"):
+        splitter.split(None, y, groups=None)               # raised before any iteration
+    with pytest.raises(TypeError, match="evaluate_incremental"):
+        splitter.get_n_splits(None, y, None)
+    steps = list(splitter.split(None, y))                  # the protocol API is unchanged
+    # 10 classes: 2 + 4 x 2 (class-incremental), 4 + 3 x 2 (few-shot).
+    n_steps = 5 if isinstance(splitter, ClassIncrementalSplit) else 4
+    assert len(steps) == splitter.get_n_splits(y=y) == n_steps
+    assert all(np.isin(y[index], classes).all() for index, classes in steps)
+
+
+# ------------------------------------------ scikit-learn's own partial_fit classifiers
+
+def _sklearn_partial_fit_classifiers():
+    from sklearn.linear_model import Perceptron, SGDClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neural_network import MLPClassifier
+
+    return [SGDClassifier(random_state=0), GaussianNB(), Perceptron(random_state=0),
+            MLPClassifier(hidden_layer_sizes=(16,), random_state=0)]
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # GaussianNB, 0 prior
+@pytest.mark.parametrize("estimator", _sklearn_partial_fit_classifiers(),
+                         ids=lambda e: type(e).__name__)
+def test_evaluate_incremental_accepts_sklearn_partial_fit_classifiers(estimator):
+    # Before: fit on the first step, then partial_fit with new classes, which these
+    # estimators refuse ("classes should include all valid labels", ...).
+    from sklearn.base import clone
+
+    Xtr, ytr, Xte, yte = _data(seed=4)
+    splitter = ClassIncrementalSplit(4, 3, shuffle=True, random_state=1)
+    res = evaluate_incremental(estimator, Xtr, ytr, Xte, yte, splitter,
+                               return_estimator=True)
+    # Independent loop: scikit-learn's documented way, every class declared up front.
+    steps = [c for _, c in splitter.split(None, ytr)]
+    all_classes = np.unique(np.concatenate(steps))
+    model, seen = clone(estimator), []
+    for t, classes in enumerate(steps):
+        m = np.isin(ytr, classes)
+        model.partial_fit(Xtr[m], ytr[m], classes=all_classes)
+        seen += list(classes)
+        te = np.isin(yte, seen)
+        assert res.accuracy[t] == pytest.approx(np.mean(model.predict(Xte[te]) == yte[te]))
+    assert_array_equal(res.estimator.classes_, all_classes)
+    assert_array_equal(res.n_seen_classes, [4, 7, 10])
+    assert not hasattr(estimator, "classes_")

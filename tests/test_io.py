@@ -25,6 +25,7 @@ from sklearn.utils import get_tags
 import skproto
 import skproto.io
 from skproto import MixturePrototypeOODDetector, NearestMeanClassifier
+from skproto.model_selection import ClassIncrementalSplit
 from skproto.utils import all_estimators
 
 sio = pytest.importorskip("skops.io")
@@ -35,13 +36,18 @@ BACKENDS = ["numpy", pytest.param("torch", marks=pytest.mark.skipif(
     not TORCH, reason="torch is not installed"))]
 
 PARAMS = {
+    # A meta-estimator: its estimator and protocol are required.
+    "IncrementalProtocolEstimator": {
+        "estimator": NearestMeanClassifier(),
+        "splitter": ClassIncrementalSplit(increment=2),
+    },
     "MixturePrototypeOODDetector": {"max_iter": 5, "random_state": 0},
     "SemiSupervisedGMM": {"n_components": 4, "max_iter": 20, "random_state": 0},
 }
 DISCOVERED = [
     cls(**PARAMS.get(name, {}))
     for name, cls in all_estimators()
-    if get_tags(cls()).input_tags.two_d_array  # not the image / text encoders
+    if get_tags(cls(**PARAMS.get(name, {}))).input_tags.two_d_array  # not the encoders
 ]
 
 
@@ -141,6 +147,23 @@ def _assert_same_outputs(original, loaded):
     assert compared, "no output was compared"
 
 
+def _reachable(objects):
+    """Every object reachable from ``objects`` through attributes, lists and dicts."""
+    seen, stack = [], list(objects)
+    while stack:
+        obj = stack.pop()
+        if any(obj is s for s in seen) or isinstance(obj, (np.ndarray, str, bytes)):
+            continue
+        seen.append(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            stack.extend(vars(obj).values())
+    return seen
+
+
 def _roundtrip(model, tmp_path):
     path = tmp_path / "model.skops"
     skproto.io.dump(model, path)
@@ -163,8 +186,7 @@ def test_roundtrip_is_exact(estimator, in_pipeline, backend, tmp_path):
     # The file names only skproto's own types among those skops does not trust
     # by default; computed here from the objects themselves.
     steps = list(model) if in_pipeline else [model]
-    objects = steps + [v for s in steps for v in vars(s).values()]
-    expected = {f"{type(o).__module__}.{type(o).__name__}" for o in objects
+    expected = {f"{type(o).__module__}.{type(o).__name__}" for o in _reachable(steps)
                 if type(o).__module__.startswith("skproto.")}
     assert set(sio.get_untrusted_types(file=path)) == expected
 

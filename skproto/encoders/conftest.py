@@ -3,4 +3,4 @@
 import importlib.util
 
 if any(importlib.util.find_spec(name) is None for name in ("torch", "open_clip")):
-    collect_ignore_glob = ["_image.py", "_text.py", "_zero_shot.py"]
+    collect_ignore_glob = ["_image.py", "_text.py", "_tiny.py", "_zero_shot.py"]

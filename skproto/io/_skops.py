@@ -55,7 +55,9 @@ def trusted_types():
 
     names = set()
     for info in pkgutil.walk_packages(skproto.__path__, prefix="skproto."):
-        if info.name.rsplit(".", 1)[-1] == "conftest":  # pytest's, not the package's
+        # pytest's conftest files are not the package's, and a __main__ module runs
+        # a program when imported (python -m skproto.cli).
+        if info.name.rsplit(".", 1)[-1] in ("conftest", "__main__"):
             continue
         try:
             module = importlib.import_module(info.name)

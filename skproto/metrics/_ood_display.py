@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.utils import column_or_1d
 
+from ..utils._plotting import import_pyplot
 from ._ood import fpr_at_tpr
 
 
@@ -180,10 +181,11 @@ class OODScoreDisplay:
         display : OODScoreDisplay
             Itself, with ``ax_``, ``figure_``, ``line_``, ``hist_in_``, ``hist_out_``.
         """
-        import matplotlib.pyplot as plt
+        plt = import_pyplot("OODScoreDisplay.plot")
 
         if ax is None:
-            fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+            # Constrained layout keeps titles, axis labels and legends from overlapping.
+            fig, ax = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
         ax = np.asarray(ax, dtype=object).ravel()
         if ax.shape != (2,):
             raise ValueError("ax must be None or a sequence of two matplotlib Axes.")
@@ -207,7 +209,9 @@ class OODScoreDisplay:
 
         label = f"AUROC = {self.roc_auc:.3f}"
         if name:
-            label = f"{name} ({label})"
+            # On its own line: a long estimator name on one line with the AUROC made
+            # the legend wider than the axes, over the y-axis label.
+            label = f"{name}\n{label}"
         (self.line_,) = roc_ax.plot(self.fpr, self.tpr, label=label)
         roc_ax.plot(
             [self.fpr_at_tpr],
@@ -221,7 +225,7 @@ class OODScoreDisplay:
         roc_ax.set_ylabel("true positive rate (ID accepted)")
         roc_ax.set_xlim(-0.01, 1.01)
         roc_ax.set_ylim(-0.01, 1.01)
-        roc_ax.legend(loc="lower right")
+        roc_ax.legend(loc="lower right", fontsize="small")
         self.ax_ = ax
         self.figure_ = hist_ax.figure
         return self

@@ -1,6 +1,7 @@
 """Splitters and evaluation loops for incremental-learning protocols."""
 
 from ._plot import IncrementalAccuracyDisplay
+from ._protocol_estimator import IncrementalProtocolEstimator
 from ._split import ClassIncrementalSplit, FewShotIncrementalSplit
 from ._validation import evaluate_incremental
 
@@ -8,5 +9,6 @@ __all__ = [
     "ClassIncrementalSplit",
     "FewShotIncrementalSplit",
     "IncrementalAccuracyDisplay",
+    "IncrementalProtocolEstimator",
     "evaluate_incremental",
 ]

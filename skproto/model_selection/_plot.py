@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from ..utils._plotting import import_pyplot
+
 _CURVES = {
     "accuracy": "all seen",
     "accuracy_old": "old",
@@ -82,7 +84,7 @@ class IncrementalAccuracyDisplay:
         -------
         display : IncrementalAccuracyDisplay
         """
-        import matplotlib.pyplot as plt
+        plt = import_pyplot("IncrementalAccuracyDisplay.plot")
 
         if isinstance(curves, str):
             curves = (curves,)

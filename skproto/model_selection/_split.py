@@ -4,9 +4,12 @@ A splitter cuts the classes of a training set into an ordered sequence of steps
 (sessions) and yields, for each step, the indices of its training samples and the
 classes it introduces. They are not cross-validation splitters: test data is given
 separately to :func:`~skproto.model_selection.evaluate_incremental`, which evaluates
-after each step on the test samples of all classes seen so far.
+after each step on the test samples of all classes seen so far. Given as ``cv=`` to
+scikit-learn's model-selection tools they raise a TypeError at once (they would
+otherwise read the new classes as test indices and return meaningless scores).
 """
 
+import sys
 from numbers import Integral
 
 import numpy as np
@@ -46,10 +49,53 @@ def _class_order(y, class_order, shuffle, rng):
     return classes
 
 
-class _BaseIncrementalSplit:
-    """What both protocols share: the steps come from ``_class_steps(y, rng)``."""
+class _NotGiven:
+    """Default of ``groups``: tells a protocol call from a cross-validation one."""
 
-    def get_n_splits(self, X=None, y=None, groups=None):
+    def __repr__(self):
+        return "<not given>"
+
+
+_NOT_GIVEN = _NotGiven()
+
+
+def _refuse_cv_use(splitter):
+    """The error for a splitter given as ``cv=`` to scikit-learn's model selection."""
+    name = type(splitter).__name__
+    return TypeError(
+        f"{name} is an incremental-learning protocol, not a cross-validation splitter: "
+        "its split(X, y) yields (train_index, new_classes), not (train_index, "
+        "test_index), so it cannot be the cv= of cross_val_score, GridSearchCV and "
+        "the other scikit-learn model-selection tools. Run the protocol with "
+        "skproto.model_selection.evaluate_incremental(estimator, X_train, y_train, "
+        f"X_test, y_test, {name}(...)), or tune an estimator on it with "
+        "GridSearchCV(IncrementalProtocolEstimator(estimator, "
+        f"splitter={name}(...)), param_grid) and an ordinary cv."
+    )
+
+
+def _used_as_cv(groups):
+    """True when a scikit-learn model-selection tool calls a protocol method.
+
+    Those tools call ``split(X, y, groups=...)`` / ``get_n_splits(X, y, groups=...)``
+    on a ``cv=`` object; the protocol API never passes ``groups``. With metadata
+    routing enabled and no metadata, scikit-learn omits ``groups``, so the calling
+    module (two frames up: the caller of the protocol method) is checked too.
+    """
+    if groups is not _NOT_GIVEN:
+        return True
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    return caller.split(".")[0] == "sklearn"
+
+
+class _BaseIncrementalSplit:
+    """What both protocols share: the steps come from ``_class_steps(y, rng)``.
+
+    Misuse as ``cv=`` raises (see ``_used_as_cv``) instead of silently yielding new
+    classes where scikit-learn expects test indices.
+    """
+
+    def get_n_splits(self, X=None, y=None, groups=_NOT_GIVEN):
         """Number of steps (sessions), the first one included, for the labels ``y``.
 
         Parameters
@@ -59,12 +105,16 @@ class _BaseIncrementalSplit:
         y : array-like of shape (n_samples,)
             Class labels.
         groups : object
-            Ignored.
+            Must not be given: scikit-learn's model-selection tools pass it to a
+            ``cv=`` object, and these protocols are not cross-validation splitters
+            (a TypeError says what to use instead).
 
         Returns
         -------
         n_steps : int
         """
+        if _used_as_cv(groups):
+            raise _refuse_cv_use(self)
         y = _check_labels(y)
         return len(self._class_steps(y, check_random_state(0)))
 
@@ -132,7 +182,7 @@ class ClassIncrementalSplit(_BaseIncrementalSplit):
             order[i:i + self.increment] for i in range(first, len(order), self.increment)
         ]
 
-    def split(self, X=None, y=None, groups=None):
+    def split(self, X=None, y=None, groups=_NOT_GIVEN):
         """Training indices and new classes of each step.
 
         Parameters
@@ -141,8 +191,12 @@ class ClassIncrementalSplit(_BaseIncrementalSplit):
             Ignored; present for API consistency.
         y : array-like of shape (n_samples,)
             Class labels of the training set.
-        groups : None
-            Ignored.
+        groups : object
+            Must not be given. This is not a cross-validation splitter: a call by
+            scikit-learn's model-selection tools (``cv=`` of ``cross_val_score``,
+            ``GridSearchCV``, ...), which pass ``groups``, raises a TypeError
+            pointing to :func:`~skproto.model_selection.evaluate_incremental` and
+            :class:`~skproto.model_selection.IncrementalProtocolEstimator`.
 
         Yields
         ------
@@ -152,7 +206,12 @@ class ClassIncrementalSplit(_BaseIncrementalSplit):
         new_classes : ndarray
             The classes the step introduces, in class order.
         """
-        y = _check_labels(y)
+        # Checked here, not in the generator, so that misuse fails at the call.
+        if _used_as_cv(groups):
+            raise _refuse_cv_use(self)
+        return self._iter_steps(_check_labels(y))
+
+    def _iter_steps(self, y):
         rng = check_random_state(self.random_state)
         for classes in self._class_steps(y, rng):
             yield np.flatnonzero(np.isin(y, classes)), classes
@@ -235,7 +294,7 @@ class FewShotIncrementalSplit(_BaseIncrementalSplit):
         b, w = self.n_base_classes, self.n_ways
         return [order[:b]] + [order[b + s * w:b + (s + 1) * w] for s in range(n_sessions)]
 
-    def split(self, X=None, y=None, groups=None):
+    def split(self, X=None, y=None, groups=_NOT_GIVEN):
         """Training indices and new classes of each session.
 
         Parameters
@@ -244,8 +303,12 @@ class FewShotIncrementalSplit(_BaseIncrementalSplit):
             Ignored; present for API consistency.
         y : array-like of shape (n_samples,)
             Class labels of the training set.
-        groups : None
-            Ignored.
+        groups : object
+            Must not be given. This is not a cross-validation splitter: a call by
+            scikit-learn's model-selection tools (``cv=`` of ``cross_val_score``,
+            ``GridSearchCV``, ...), which pass ``groups``, raises a TypeError
+            pointing to :func:`~skproto.model_selection.evaluate_incremental` and
+            :class:`~skproto.model_selection.IncrementalProtocolEstimator`.
 
         Yields
         ------
@@ -255,7 +318,11 @@ class FewShotIncrementalSplit(_BaseIncrementalSplit):
         new_classes : ndarray
             The classes the session introduces, in class order.
         """
-        y = _check_labels(y)
+        if _used_as_cv(groups):
+            raise _refuse_cv_use(self)
+        return self._iter_steps(_check_labels(y))
+
+    def _iter_steps(self, y):
         rng = check_random_state(self.random_state)
         steps = self._class_steps(y, rng)
         yield np.flatnonzero(np.isin(y, steps[0])), steps[0]
