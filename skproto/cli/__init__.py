@@ -7,7 +7,6 @@ the arguments or the inputs print one line and exit with status 2, as argparse d
 """
 
 import argparse
-import sys
 
 from .. import __version__, config_context
 from ._demo import run_demo, run_fscil_demo, run_gcd_demo, run_ood_demo
