@@ -5,6 +5,7 @@ Modelled on :mod:`sklearn._config`: a process-wide default, a per-thread copy th
 """
 
 import importlib.util
+import math
 import re
 import threading
 from contextlib import contextmanager
@@ -135,9 +136,11 @@ def _validate(backend, device, working_memory):
             isinstance(working_memory, bool)
             or not isinstance(working_memory, Real)
             or not working_memory > 0
+            or not math.isfinite(working_memory)
         ):
             raise ValueError(
-                f"working_memory must be a positive number of MiB, got {working_memory!r}."
+                "working_memory must be a positive, finite number of MiB, got "
+                f"{working_memory!r}."
             )
 
 

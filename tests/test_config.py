@@ -72,6 +72,8 @@ def test_config_is_thread_local():
         ({"working_memory": -5}, "working_memory must be a positive"),
         ({"working_memory": "big"}, "working_memory must be a positive"),
         ({"working_memory": True}, "working_memory must be a positive"),
+        ({"working_memory": float("inf")}, "working_memory must be a positive, finite"),
+        ({"working_memory": float("nan")}, "working_memory must be a positive"),
     ],
 )
 def test_bad_values_raise_value_error_and_change_nothing(kwargs, match):

@@ -135,7 +135,8 @@ def kth_similarity(X, P, k, metric, working_memory):
 def whitened_sq_distance(X, center, W, working_memory):
     """``||(x / ||x|| - center) @ W||^2`` for every row x, chunked."""
     out = np.empty(X.shape[0], dtype=X.dtype)
-    for rows in _chunks(X.shape[0], W.shape[1], X.shape[1], X.itemsize, working_memory):
+    # The row, its normalised and centred copies, then the projection.
+    for rows in _chunks(X.shape[0], W.shape[1], 3 * X.shape[1], X.itemsize, working_memory):
         Z = l2_normalize(X[rows]) - center
         Z = Z @ W
         out[rows] = row_norms_sq(Z)

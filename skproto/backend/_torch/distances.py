@@ -69,8 +69,10 @@ class _PreparedPrototypes:
         return S
 
 
-def _chunked(X, P, working_memory):
-    return _chunks(X.shape[0], P.shape[0], X.shape[1], X.itemsize, working_memory)
+def _chunked(X, P, working_memory, col_bytes=None):
+    # A row of X on the device and its rescaled copy, then the score block.
+    return _chunks(X.shape[0], P.shape[0], 2 * X.shape[1], X.itemsize, working_memory,
+                   col_bytes)
 
 
 @torch.inference_mode()
@@ -123,7 +125,10 @@ def kth_similarity(X, P, k, metric, working_memory):
     prepared = _PreparedPrototypes(P, metric, device)
     n_prototypes = P.shape[0]
     out = np.empty(X.shape[0], dtype=X.dtype)
-    for rows in _chunked(X, P, working_memory):
+    # torch.kthvalue works on a copy of the scores (measured: scores, their copy and
+    # int64 indices per column).
+    col_bytes = 3 * X.itemsize + 8
+    for rows in _chunked(X, P, working_memory, col_bytes):
         Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # kthvalue counts from the smallest: the k-th largest is the (K - k + 1)-th smallest.
@@ -139,7 +144,8 @@ def whitened_sq_distance(X, center, W, working_memory):
     center_t = to_device(center, device)
     W_t = to_device(W, device)
     out = np.empty(X.shape[0], dtype=X.dtype)
-    for rows in _chunks(X.shape[0], W.shape[1], X.shape[1], X.itemsize, working_memory):
+    # The row, its normalised and centred copies, then the projection.
+    for rows in _chunks(X.shape[0], W.shape[1], 3 * X.shape[1], X.itemsize, working_memory):
         Xc = to_device(X[rows], device)
         Z = normalize_rows(Xc) - center_t
         Z = Z @ W_t

@@ -37,12 +37,14 @@ class _PreparedGaussians:
 
 def _mixture_chunks(X, n_components, covariance_type, working_memory):
     if covariance_type == "full":
-        # The batched GEMM holds (K, rows, D): size the chunks for it.
-        row_bytes = X.itemsize * X.shape[1] * (n_components + 2)
+        # The batched GEMM holds (K, rows, D), then the shifted copy and the
+        # products of the moments: about three such blocks (measured).
+        row_bytes = X.itemsize * X.shape[1] * (3 * n_components + 2)
         return row_chunks(X.shape[0], row_bytes, working_memory)
-    # X, X**2 (diag) and about four (rows x components) blocks per row.
-    extra = X.shape[1] if covariance_type == "diag" else 0
-    row_bytes = X.itemsize * (X.shape[1] + extra + 4 * n_components)
+    # X, X**2 and [X, X**2] (diag), then about six (rows x components) blocks: the
+    # log-probabilities, their normalised and exponentiated copies (measured).
+    extra = 3 * X.shape[1] if covariance_type == "diag" else 0
+    row_bytes = X.itemsize * (X.shape[1] + extra + 6 * n_components)
     return row_chunks(X.shape[0], row_bytes, working_memory, max_rows=8192)
 
 

@@ -34,7 +34,9 @@ def class_moments(X, codes, n_groups, weights, moments, working_memory):
     n, n_features = X.shape
     totals = np.bincount(codes, weights=weights, minlength=n_groups).astype(np.float64)
     acc = dict(dtype=torch.float64, device=device)
-    chunks = row_chunks(n, 3 * 8 * n_features, working_memory, max_rows=8192)
+    # Float64 rows: the upcast chunk, the gathered means, the centred and weighted
+    # copies and the squares (measured: about six such rows).
+    chunks = row_chunks(n, 6 * 8 * n_features, working_memory, max_rows=8192)
     sums = torch.zeros((n_groups, n_features), **acc)
     w_all = None if weights is None else to_device(weights.astype(np.float64), device)
     codes_all = to_device(codes, device)
