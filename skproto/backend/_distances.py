@@ -46,7 +46,7 @@ def l2_normalize(X, *, check_input=True):
     array([[0.6, 0.8],
            [0. , 0. ]])
     """
-    return _distances().l2_normalize(as_float_matrix(X, check=check_input))
+    return _distances().l2_normalize(as_float_matrix(X, check=check_input), working_memory())
 
 
 def similarity(X, P, metric="cosine", *, check_input=True):

@@ -42,6 +42,9 @@ def divide_by_row_norms(S, X):
     return S
 
 
-def l2_normalize(X):
-    """Rows of X scaled to unit L2 norm, whatever their scale; zero rows stay zero."""
+def l2_normalize(X, working_memory=None):
+    """Rows of X scaled to unit L2 norm, whatever their scale; zero rows stay zero.
+
+    Its temporaries are a few rows' norms (``working_memory`` is not needed).
+    """
     return divide_by_row_norms(np.array(X, dtype=X.dtype, copy=True), X)

@@ -59,6 +59,13 @@ def normalize_rows(T):
 
 
 @torch.inference_mode()
-def l2_normalize(X):
-    """Rows of X (numpy) scaled to unit L2 norm on the device; zero rows stay zero."""
-    return to_numpy(normalize_rows(to_device(X, resolve_device())))
+def l2_normalize(X, working_memory):
+    """Rows of X (numpy) scaled to unit L2 norm on the device, in row chunks."""
+    from .._dispatch import row_chunks
+
+    device = resolve_device()
+    out = np.empty_like(X)
+    # The chunk on the device, its normalised copy and the rescaled rows.
+    for rows in row_chunks(X.shape[0], 3 * X.itemsize * X.shape[1], working_memory):
+        out[rows] = to_numpy(normalize_rows(to_device(X[rows], device)))
+    return out
