@@ -86,7 +86,7 @@ def test_projection_is_a_seeded_standard_gaussian_in_the_training_dtype():
     assert clf.decision_function(X).dtype == np.float32
 
 
-@pytest.mark.parametrize("n_components", [400, 20])  # dual (n_train <= M), primal
+@pytest.mark.parametrize("n_components", [200, 20])  # dual (n_train <= M), primal
 def test_auto_ridge_equals_optimise_ridge_parameter(n_components):
     first = TASKS[0] | TASKS[1]
     clf = RanPAC(n_components=n_components, random_state=3).partial_fit(X[first], Y[first])
@@ -200,3 +200,26 @@ def test_binary_decision_function_and_bad_input():
         clf.partial_fit(X[:, :4], Y)
     with pytest.raises(ValueError):
         RanPAC(ridge=-1.0).fit(X, Y)
+
+
+def test_rank_deficient_first_task_skips_ridges_too_small_to_solve():
+    # 40 samples, 300 components: G has rank <= 40. The exact (eigendecomposition)
+    # selection could prefer a ridge whose solve of G + ridge I is numerically
+    # meaningless; such candidates are skipped, and the head is then accurate.
+    small = np.isin(Y, [0, 1])
+    Xs, ys = X[small][::2] * 10, Y[small][::2]
+    clf = RanPAC(n_components=300, random_state=0).fit(Xs, ys)
+    H = np.maximum(Xs @ clf.projection_, 0)
+    random_state = check_random_state(0)
+    random_state.standard_normal((10, 300))  # the projection, then the shuffling
+    train = random_state.permutation(len(Xs))[: int(0.8 * len(Xs))]
+    floor = 1e-10 * np.linalg.eigvalsh(H[train] @ H[train].T).max()
+    skipped = RIDGE_GRID < floor
+    assert skipped.any() and clf.ridge_ >= floor
+    assert np.isinf(clf.ridge_mse_[skipped]).all()
+    assert np.isfinite(clf.ridge_mse_[~skipped]).all()
+    # The solved head equals the exact (dual) ridge solution H^T (H H^T + l I)^{-1} Y.
+    exact = H.T @ np.linalg.solve(H @ H.T + clf.ridge_ * np.eye(len(Xs)),
+                                  np.eye(2)[ys])
+    assert_allclose(clf.coef_, exact.T, rtol=1e-5, atol=1e-8 * np.abs(exact).max())
+    assert clf.score(X[small], Y[small]) > 0.9

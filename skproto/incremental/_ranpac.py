@@ -22,6 +22,14 @@ RIDGE_GRID = 10.0 ** np.arange(-8, 9)
 # as the official code's ``int(Features.shape[0] * 0.8)``.
 _TRAIN_FRACTION = 0.8
 
+# Candidates below this fraction of the largest eigenvalue of G are not tried: G is
+# rank-deficient when a task has fewer samples than components, and G + ridge I then
+# has a condition number above 1e10, too large for the solve of the head (the
+# eigendecomposition of the selection is exact there, the final solve is not). The
+# official code solves in float32, where such candidates come out as noise and lose
+# the selection anyway.
+_MIN_RELATIVE_RIDGE = 1e-10
+
 
 def _ridge_path_mse(X, y, projection, rng, ridges=RIDGE_GRID):
     """Held-out mean squared error of the ridge head for every candidate ridge.
@@ -36,7 +44,9 @@ def _ridge_path_mse(X, y, projection, rng, ridges=RIDGE_GRID):
     identity), at ``O(min(n, M)^3)`` instead of 17 solves of size ``M``.
 
     Returns the array of errors, one per ridge (all equal if nothing is left to fit
-    on: then ``argmin`` picks the first candidate, as the official code would).
+    on: then ``argmin`` picks the first candidate, as the official code would);
+    candidates below ``_MIN_RELATIVE_RIDGE`` times the largest eigenvalue get
+    ``inf``.
     """
     ridges = np.asarray(ridges, dtype=np.float64)
     classes, codes = sorted_unique_labels(y)
@@ -63,8 +73,10 @@ def _ridge_path_mse(X, y, projection, rng, ridges=RIDGE_GRID):
     # G (or H H^T) is positive semi-definite: negative eigenvalues are rounding.
     eigval = np.maximum(eigval, 0)
     Y_held_out = Y[held_out]
+    floor = _MIN_RELATIVE_RIDGE * eigval.max()
     return np.array([
         np.mean((A @ (B / (eigval + ridge)[:, None]) - Y_held_out) ** 2)
+        if ridge >= floor else np.inf
         for ridge in ridges
     ])
 
@@ -111,7 +123,10 @@ class RanPAC(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
     accumulated statistics, and the ridge does not jump with the composition of the
     latest task. ``reselect_ridge=True`` gives the official behaviour. The rows are
     shuffled (``random_state``) before the 80 / 20 split, as the official data loader
-    shuffles them.
+    shuffles them. Candidates smaller than ``1e-10`` times the largest eigenvalue of
+    the selection's ``G`` are skipped: with fewer samples than components ``G`` is
+    rank-deficient and ``G + ridge I`` would be too ill-conditioned for the solve (the
+    official float32 solve turns them into noise, so they lose its selection too).
 
     Parameters
     ----------
@@ -141,7 +156,7 @@ class RanPAC(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
         The ridge used by the current head.
     ridge_mse_ : ndarray of shape (17,) or None
         Held-out mean squared error of each candidate of ``RIDGE_GRID`` in the last
-        selection (None for a fixed ``ridge``).
+        selection (``inf`` for skipped candidates; None for a fixed ``ridge``).
     coef_ : ndarray of shape (n_classes, n_components)
         The head ``W_o^T``, in the training dtype.
     n_features_in_ : int
