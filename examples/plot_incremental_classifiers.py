@@ -1,7 +1,7 @@
 """
-================================================================
+==================================================================
 Class-incremental classifiers: nearest mean, FeTrIL, FeCAM, RanPAC
-================================================================
+==================================================================
 
 The ten digits of scikit-learn's digits data set arrive two by two (five steps), and
 after each step the model must classify every digit seen so far, without the training
