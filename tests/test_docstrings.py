@@ -17,6 +17,7 @@ MODULES = [
     "skproto.metrics",
     "skproto.model_selection",
     "skproto.ood",
+    "skproto.statistics",
 ]
 
 

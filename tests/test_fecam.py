@@ -47,7 +47,9 @@ def _mahalanobis(dist, cov):
 
 def official_distances(X_train, y_train, X_test, tasks, alpha1=1, alpha2=0):
     """The script's loop: per task, per class mean / np.cov / shrink / normalise."""
-    normalize = lambda A: A / np.linalg.norm(A, axis=1, keepdims=True)  # noqa: E731
+    def normalize(A):
+        return A / np.linalg.norm(A, axis=1, keepdims=True)
+
     class_mean_set, shrink_cov_mat = [], []
     for task in tasks:
         Xt, yt = normalize(X_train[task]), y_train[task]

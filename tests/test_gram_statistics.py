@@ -49,7 +49,7 @@ def test_random_feature_gram_accumulates_in_float64():
     # float64 input: the only error left is the summation order.
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
     with config_context(working_memory=0.001):
-        G, Q = backend.random_feature_gram(X64, W64, CODES, 4)
+        G, _ = backend.random_feature_gram(X64, W64, CODES, 4)
     H = direct_h(X64, W64)
     assert_allclose(G, H.T @ H, rtol=1e-12)
 
