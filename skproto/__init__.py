@@ -4,8 +4,8 @@ from . import io
 from ._config import config_context, get_config, set_config
 from ._parallel import install as _install_config_propagation
 from .discovery import SemiSupervisedGMM
-from .incremental import FeTrIL, NearestMeanClassifier, TEENCalibrator
-from .ood import MixturePrototypeOODDetector
+from .incremental import FeCAM, FeTrIL, NearestMeanClassifier, RanPAC, TEENCalibrator
+from .ood import KNNOODDetector, MahalanobisOODDetector, MixturePrototypeOODDetector
 
 __version__ = "0.1.0.dev0"
 
@@ -13,9 +13,13 @@ __version__ = "0.1.0.dev0"
 _install_config_propagation()
 
 __all__ = [
+    "FeCAM",
     "FeTrIL",
+    "KNNOODDetector",
+    "MahalanobisOODDetector",
     "MixturePrototypeOODDetector",
     "NearestMeanClassifier",
+    "RanPAC",
     "SemiSupervisedGMM",
     "TEENCalibrator",
     "config_context",

@@ -269,6 +269,10 @@ class BaseStatisticsClassifier(BasePrototypeClassifier):
         """Fitted attributes (a dict) from ``statistics``; ``first``: no earlier fit."""
         raise NotImplementedError
 
+    def _statistics_features(self, X):
+        """The features the class statistics are computed on: X itself (FeCAM transforms)."""
+        return X
+
     def _set_statistics(self, statistics, first):
         # The head is computed entirely before anything is assigned.
         state = self._head(statistics, first)
@@ -288,7 +292,9 @@ class BaseStatisticsClassifier(BasePrototypeClassifier):
         self._check_training_X(X)
         # Statistics given to from_statistics may keep more moments than needed.
         moments = self._moments if first else self.statistics_.moments
-        batch = ClassStatistics._from_validated(X, y, moments=moments)
+        batch = ClassStatistics._from_validated(
+            self._statistics_features(X), y, moments=moments
+        )
         self._set_statistics(batch if first else self.statistics_.merge(batch), first)
         return self
 

@@ -19,6 +19,7 @@ MODULES = [
     "skproto.metrics",
     "skproto.model_selection",
     "skproto.ood",
+    "skproto.statistics",
 ]
 
 

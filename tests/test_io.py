@@ -42,6 +42,8 @@ PARAMS = {
         "splitter": ClassIncrementalSplit(increment=2),
     },
     "MixturePrototypeOODDetector": {"max_iter": 5, "random_state": 0},
+    # The default 10,000 components (RanPAC's) hold an 800 MB Gram matrix.
+    "RanPAC": {"n_components": 32, "random_state": 0},
     "SemiSupervisedGMM": {"n_components": 4, "max_iter": 20, "random_state": 0},
 }
 DISCOVERED = [

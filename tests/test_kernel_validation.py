@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from skproto import NearestMeanClassifier, TEENCalibrator, backend
+from skproto.incremental import FeCAM, RanPAC
+from skproto.ood import KNNOODDetector, MahalanobisOODDetector
 from skproto.backend import _checks
 
 rng = np.random.default_rng(0)
@@ -36,13 +38,24 @@ KERNELS = {
         X, P[:2], PREC, LOGW, "spherical"),
     "balanced_assignment": lambda X=X, P=P: backend.balanced_assignment(X, P),
     "sinkhorn": lambda X=X, P=P: backend.sinkhorn(X),
+    "random_features": lambda X=X, P=P: backend.random_features(X, P.T),
+    "random_feature_gram": lambda X=X, P=P: backend.random_feature_gram(X, P.T, CODES, 3),
+    "random_feature_scores": lambda X=X, P=P: backend.random_feature_scores(X, P.T, P[:2]),
+    "mahalanobis_sq_distances": lambda X=X, P=P: backend.mahalanobis_sq_distances(
+        X, P, np.eye(P.shape[1])),
+    "nearest_mahalanobis": lambda X=X, P=P: backend.nearest_mahalanobis(
+        X, P, np.eye(P.shape[1])),
 }
 # Which argument a bad X / P shows up as, per kernel.
 X_NAME = {"sinkhorn": "scores"}
 P_NAME = {"log_responsibilities": "means", "mixture_em_statistics": "means",
-          "whitened_sq_distance": "center"}
+          "whitened_sq_distance": "center", "mahalanobis_sq_distances": "means",
+          "nearest_mahalanobis": "means", "random_features": "W",
+          "random_feature_gram": "W", "random_feature_scores": "W"}
 TAKES_P = {"similarity", "assign", "topk", "kth_similarity", "log_responsibilities",
-           "mixture_em_statistics", "balanced_assignment", "whitened_sq_distance"}
+           "mixture_em_statistics", "balanced_assignment", "whitened_sq_distance",
+           "mahalanobis_sq_distances", "nearest_mahalanobis", "random_features",
+           "random_feature_gram", "random_feature_scores"}
 
 
 def test_every_public_kernel_is_covered():
@@ -58,7 +71,7 @@ def test_non_finite_input_is_refused(name, bad):
         kernel(X=_with(X, bad))
     if name in TAKES_P:
         with pytest.raises(ValueError, match=rf"^{P_NAME.get(name, 'P')} must be finite"):
-            kernel(P=_with(P, bad, (0, 1)))
+            kernel(P=_with(P, bad, (0, 0)))
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
@@ -82,7 +95,9 @@ def test_k_must_be_an_integer_in_range(kernel, k, error):
     assert kernel(X, P, np.int64(2)) is not None  # numpy integers are integers
 
 
-@pytest.mark.parametrize("kernel", [backend.group_sum, backend.class_moments])
+@pytest.mark.parametrize("kernel", [
+    backend.group_sum, backend.class_moments,
+    lambda X, codes, n: backend.random_feature_gram(X, P.T, codes, n)])
 @pytest.mark.parametrize("n_groups, error", [(2.5, TypeError), (3.0, TypeError),
                                              (0, ValueError)])
 def test_n_groups_must_be_an_integer(kernel, n_groups, error):
@@ -116,8 +131,9 @@ def test_estimators_do_not_validate_twice(monkeypatch):
                         lambda A, name: (calls.append(name), real(A, name)))
     y = np.array([0, 1, 0, 1, 2, 2])
     for clf in (NearestMeanClassifier(), NearestMeanClassifier("euclidean"),
-                TEENCalibrator()):
+                TEENCalibrator(), RanPAC(50, ridge=1.0, random_state=0), FeCAM()):
         clf.fit(X, y)
         clf.predict(X)
-        clf.predict_proba(X)
+    for detector in (MahalanobisOODDetector(), KNNOODDetector()):
+        detector.fit(X, y).score_samples(X)
     assert calls == []

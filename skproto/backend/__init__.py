@@ -1,4 +1,4 @@
-"""The hot path (distances, class statistics, mixture E-steps, Sinkhorn), on numpy or torch.
+"""The hot path (distances, class and Gram statistics, mixture E-steps, Sinkhorn), on numpy or torch.
 
 Estimators call the functions here; which library runs them is chosen by
 ``skproto.set_config(backend=...)`` (``"numpy"`` by default, ``"torch"`` on
@@ -18,12 +18,20 @@ from ._distances import (
     assign,
     kth_similarity,
     l2_normalize,
+    mahalanobis_sq_distances,
+    nearest_mahalanobis,
     similarity,
     topk,
     whitened_sq_distance,
 )
 from ._mixture import COVARIANCE_TYPES, log_responsibilities, mixture_em_statistics
-from ._statistics import class_moments, group_sum
+from ._statistics import (
+    class_moments,
+    group_sum,
+    random_feature_gram,
+    random_feature_scores,
+    random_features,
+)
 from ._transport import balanced_assignment, sinkhorn
 
 __all__ = [
@@ -36,7 +44,12 @@ __all__ = [
     "kth_similarity",
     "l2_normalize",
     "log_responsibilities",
+    "mahalanobis_sq_distances",
     "mixture_em_statistics",
+    "nearest_mahalanobis",
+    "random_feature_gram",
+    "random_feature_scores",
+    "random_features",
     "similarity",
     "sinkhorn",
     "topk",

@@ -13,6 +13,7 @@ import numpy as np
 from ._checks import (
     as_float_array,
     as_float_matrix,
+    _check_real_finite,
     as_float_pair,
     check_integer,
     check_metric,
@@ -215,3 +216,96 @@ def whitened_sq_distance(X, center, W, *, check_input=True):
     return _distances().whitened_sq_distance(X, center, W, working_memory())
 
 
+
+
+def _check_mahalanobis(X, means, W, check):
+    X = as_float_matrix(X, check=check)
+    means = as_float_matrix(means, name="means", check=check).astype(X.dtype, copy=False)
+    W = np.asarray(W)
+    if check:
+        _check_real_finite(W, "whitening")
+    W = W.astype(X.dtype, copy=False)
+    n_features = X.shape[1]
+    if means.shape[1] != n_features or means.shape[0] == 0:
+        raise ValueError(
+            f"means must have shape (n_means, {n_features}) with n_means >= 1, got "
+            f"{means.shape}."
+        )
+    if not (
+        (W.ndim == 2 and W.shape[0] == n_features)
+        or (W.ndim == 3 and W.shape[:2] == (means.shape[0], n_features))
+    ):
+        raise ValueError(
+            "whitening must have shape (n_features, n_components) (shared) or "
+            f"(n_means, n_features, n_components) (one per mean), got {W.shape} for "
+            f"{means.shape[0]} means of {n_features} features."
+        )
+    return X, means, W
+
+
+def mahalanobis_sq_distances(X, means, whitening, *, check_input=True):
+    """Squared Mahalanobis distance of every row of X to every mean.
+
+    ``d[i, k] = ||(x_i - m_k) @ W_k||^2``: with ``W_k @ W_k.T`` a precision matrix
+    this is ``(x - m_k)^T P_k (x - m_k)``. A 2-D ``whitening`` is shared by all means
+    (one GEMM per row chunk, as :func:`similarity`); a 3-D one holds one whitening per
+    mean (one GEMM per mean and chunk). Rows are processed in chunks of
+    ``working_memory``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    means : array-like of shape (n_means, n_features)
+    whitening : array-like of shape (n_features, n_components) or (n_means, n_features, n_components)
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
+
+    Returns
+    -------
+    d2 : ndarray of shape (n_samples, n_means)
+        In X's floating dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import mahalanobis_sq_distances
+    >>> mahalanobis_sq_distances([[1.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]], np.diag([2.0, 1.0]))
+    array([[5., 1.]])
+    """
+    X, means, W = _check_mahalanobis(X, means, whitening, check_input)
+    return _distances().mahalanobis_sq_distances(X, means, W, working_memory())
+
+
+def nearest_mahalanobis(X, means, whitening, *, check_input=True):
+    """The nearest mean of every row of X in Mahalanobis distance, and that distance.
+
+    Equals ``argmin`` / ``min`` over the rows of :func:`mahalanobis_sq_distances`,
+    without building the ``(n_samples, n_means)`` matrix for all rows.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    means : array-like of shape (n_means, n_features)
+    whitening : array-like of shape (n_features, n_components) or (n_means, n_features, n_components)
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
+
+    Returns
+    -------
+    index : ndarray of shape (n_samples,), dtype intp
+        The nearest mean (the first one on ties).
+    d2 : ndarray of shape (n_samples,)
+        The squared distance to it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import nearest_mahalanobis
+    >>> index, d2 = nearest_mahalanobis([[1.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]], np.eye(2))
+    >>> index, d2
+    (array([1]), array([1.]))
+    """
+    X, means, W = _check_mahalanobis(X, means, whitening, check_input)
+    return _distances().nearest_mahalanobis(X, means, W, working_memory())

@@ -1,5 +1,6 @@
 """Out-of-distribution detection with a mixture of prototypes per class (PALM)."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,6 +18,21 @@ from ..utils._state import reset_fitted_state, transactional
 
 # SSD+ / PALM add this to the per-feature standard deviation before dividing.
 _STD_EPS = 1e-10
+
+# These two scores never use the fitted prototypes; they have their own estimators.
+_DEPRECATED_SCORES = {
+    "mahalanobis": (
+        "ood_score='mahalanobis' is deprecated and will be removed: it does not use the "
+        "prototypes. Use skproto.MahalanobisOODDetector(method='ssd', "
+        "covariance='empirical') for the same score (plus shrinkage, class-conditional "
+        "scores and partial_fit)."
+    ),
+    "knn": (
+        "ood_score='knn' is deprecated and will be removed: it does not use the "
+        "prototypes. Use skproto.KNNOODDetector(n_neighbors=...) for the same score "
+        "(and its default k that grows with the training set)."
+    ),
+}
 
 
 def _init_prototypes(Xn, codes, n_groups, n_prototypes, init, rng):
@@ -170,7 +186,11 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         ``n_prototypes``). ``"uniform"``: the official code's random directions in
         the positive orthant (``torch.rand``, normalised).
     ood_score : {"prototype", "mahalanobis", "knn"}, default="prototype"
-        Which OOD score :meth:`score_samples` returns (see above).
+        Which OOD score :meth:`score_samples` returns (see above). ``"mahalanobis"``
+        and ``"knn"`` are deprecated (a ``FutureWarning`` at fit; they keep working):
+        they ignore the prototypes, so the PALM fit is wasted on them; use
+        :class:`~skproto.ood.MahalanobisOODDetector` (``method="ssd"``) and
+        :class:`~skproto.ood.KNNOODDetector`.
     n_neighbors : int, default=50
         ``k`` of the ``"knn"`` score (KNN+ uses 50 on CIFAR-10); at most the number
         of training samples (``n_neighbors_``).
@@ -333,6 +353,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
 
     def _fit(self, X, y):
         """Build the whole fitted state in a dict; nothing is assigned on failure."""
+        if self.ood_score in _DEPRECATED_SCORES:
+            warnings.warn(_DEPRECATED_SCORES[self.ood_score], FutureWarning, stacklevel=4)
         dtype = [np.float64, np.float32]
         if y is None:
             X = validate_data(self, X, reset=True, dtype=dtype)

@@ -142,3 +142,51 @@ def whitened_sq_distance(X, center, W, working_memory):
         out[rows] = row_norms_sq(Z)
     return out
 
+
+
+def _mahalanobis_block(Xc, means, W, means_w):
+    """Squared distances of the rows of Xc to every mean, ``(rows, n_means)``.
+
+    Shared whitening ``W`` (2-D): ``||x W - m W||^2`` expanded as one GEMM. One
+    whitening per mean (3-D ``W``): ``||(x - m_k) W_k||^2``, one GEMM per mean.
+    """
+    if W.ndim == 2:
+        Z = Xc @ W
+        D = Z @ (-2 * means_w.T)
+        D += row_norms_sq(means_w)
+        D += row_norms_sq(Z)[:, None]
+        # Rounding can make a squared distance slightly negative: clamp it at 0.
+        np.maximum(D, 0, out=D)
+        return D
+    D = np.empty((Xc.shape[0], means.shape[0]), dtype=Xc.dtype)
+    for k in range(means.shape[0]):
+        D[:, k] = row_norms_sq((Xc - means[k]) @ W[k])
+    return D
+
+
+def _mahalanobis_chunks(X, means, W, working_memory):
+    # A chunk holds a row of X, its whitened copy and one distance per mean.
+    return _chunks(X.shape[0], means.shape[0], X.shape[1] + W.shape[-1], X.itemsize,
+                   working_memory)
+
+
+def mahalanobis_sq_distances(X, means, W, working_memory):
+    """(n_samples, n_means) squared Mahalanobis distances, chunked."""
+    means_w = means @ W if W.ndim == 2 else None
+    out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    for rows in _mahalanobis_chunks(X, means, W, working_memory):
+        out[rows] = _mahalanobis_block(X[rows], means, W, means_w)
+    return out
+
+
+def nearest_mahalanobis(X, means, W, working_memory):
+    """Index of the nearest mean and that squared distance, without the full matrix."""
+    means_w = means @ W if W.ndim == 2 else None
+    index = np.empty(X.shape[0], dtype=np.intp)
+    best = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _mahalanobis_chunks(X, means, W, working_memory):
+        D = _mahalanobis_block(X[rows], means, W, means_w)
+        idx = np.argmin(D, axis=1)
+        index[rows] = idx
+        best[rows] = np.take_along_axis(D, idx[:, None], 1)[:, 0]
+    return index, best

@@ -72,3 +72,50 @@ def class_moments(X, codes, n_groups, weights, moments, working_memory):
             Zw = Z if weights is None else Z * weights[idx, None]
             scatter[g] += Zw.T @ Z
     return totals, sums, scatter
+
+
+# ------------------------------------------------------------------ random features
+# RanPAC's head: H = max(X @ W, 0) for a fixed random W (n_features, n_components).
+
+
+def _relu_projection(Xc, W):
+    H = Xc @ W
+    np.maximum(H, 0, out=H)
+    return H
+
+
+def random_features(X, W, working_memory):
+    """``max(X @ W, 0)`` in X's dtype (the whole matrix: the caller asked for it)."""
+    return _relu_projection(X, W)
+
+
+def random_feature_gram(X, W, codes, n_groups, working_memory):
+    """Float64 ``G = H^T H`` and ``Q = H^T Y`` (Y one-hot of ``codes``), chunked.
+
+    H is computed in X's dtype, chunk by chunk, and each chunk is cast to float64
+    before its products are accumulated, so that the sums over many rows keep float64
+    precision (the ridge solve amplifies rounding in G when the ridge is small).
+    """
+    n, n_components = X.shape[0], W.shape[1]
+    gram = np.zeros((n_components, n_components))
+    targets_t = np.zeros((n_groups, n_components))
+    # A row of H in X's dtype, its float64 copy.
+    row_bytes = n_components * (X.itemsize + 8)
+    for rows in row_chunks(n, row_bytes, working_memory, max_rows=4096):
+        H = _relu_projection(X[rows], W).astype(np.float64)
+        # numpy sends ``A.T @ A`` to BLAS syrk (half the flops of a GEMM).
+        gram += H.T @ H
+        indicator = _indicator(codes[rows], n_groups, rows.stop - rows.start, None, np.float64)
+        targets_t += np.asarray(indicator @ H)
+    return gram, targets_t.T.copy()
+
+
+def random_feature_scores(X, W, coef, working_memory):
+    """``max(X @ W, 0) @ coef.T`` in X's dtype, without holding H for all rows."""
+    n, n_components = X.shape[0], W.shape[1]
+    coef_t = np.ascontiguousarray(coef.T)
+    out = np.empty((n, coef.shape[0]), dtype=X.dtype)
+    row_bytes = X.itemsize * (n_components + coef.shape[0])
+    for rows in row_chunks(n, row_bytes, working_memory, max_rows=8192):
+        out[rows] = _relu_projection(X[rows], W) @ coef_t
+    return out

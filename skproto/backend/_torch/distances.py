@@ -20,6 +20,8 @@ __all__ = [
     "assign",
     "kth_similarity",
     "l2_normalize",
+    "mahalanobis_sq_distances",
+    "nearest_mahalanobis",
     "similarity",
     "topk",
     "whitened_sq_distance",
@@ -152,3 +154,51 @@ def whitened_sq_distance(X, center, W, working_memory):
         out[rows] = to_numpy(row_norms_sq(Z))
     return out
 
+
+
+def _mahalanobis_block(Xc, means_t, W_t, means_w):
+    """Torch twin of the numpy ``_mahalanobis_block``."""
+    if W_t.ndim == 2:
+        Z = Xc @ W_t
+        D = Z @ (-2 * means_w.T)
+        D += row_norms_sq(means_w)
+        D += row_norms_sq(Z)[:, None]
+        return D.clamp_(min=0)
+    D = torch.empty((Xc.shape[0], means_t.shape[0]), dtype=Xc.dtype, device=Xc.device)
+    for k in range(means_t.shape[0]):
+        D[:, k] = row_norms_sq((Xc - means_t[k]) @ W_t[k])
+    return D
+
+
+def _mahalanobis_setup(X, means, W, working_memory):
+    device = resolve_device()
+    means_t, W_t = to_device(means, device), to_device(W, device)
+    means_w = means_t @ W_t if W.ndim == 2 else None
+    chunks = _chunks(X.shape[0], means.shape[0], X.shape[1] + W.shape[-1], X.itemsize,
+                     working_memory)
+    return device, means_t, W_t, means_w, chunks
+
+
+@torch.inference_mode()
+def mahalanobis_sq_distances(X, means, W, working_memory):
+    device, means_t, W_t, means_w, chunks = _mahalanobis_setup(X, means, W, working_memory)
+    out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    for rows in chunks:
+        out[rows] = to_numpy(
+            _mahalanobis_block(to_device(X[rows], device), means_t, W_t, means_w)
+        )
+    return out
+
+
+@torch.inference_mode()
+def nearest_mahalanobis(X, means, W, working_memory):
+    device, means_t, W_t, means_w, chunks = _mahalanobis_setup(X, means, W, working_memory)
+    index = np.empty(X.shape[0], dtype=np.intp)
+    best = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in chunks:
+        D = _mahalanobis_block(to_device(X[rows], device), means_t, W_t, means_w)
+        # torch.min returns the first minimal index, as np.argmin does.
+        value, idx = torch.min(D, dim=1)
+        index[rows] = to_numpy(idx)
+        best[rows] = to_numpy(value)
+    return index, best

@@ -67,3 +67,52 @@ def class_moments(X, codes, n_groups, weights, moments, working_memory):
                 mask = codes_c == g
                 scatter[g] += Zw[mask].T @ Z[mask]
     return totals, to_numpy(sums), to_numpy(scatter)
+
+
+# ------------------------------------------------------------------ random features
+
+
+def _relu_projection(Xc, W_t):
+    return torch.clamp_min(Xc @ W_t, 0)
+
+
+@torch.inference_mode()
+def random_features(X, W, working_memory):
+    """``max(X @ W, 0)`` on the device, row chunk by row chunk (numpy twin's maths)."""
+    device = resolve_device()
+    W_t = to_device(W, device)
+    out = np.empty((X.shape[0], W.shape[1]), dtype=X.dtype)
+    for rows in row_chunks(X.shape[0], X.itemsize * (X.shape[1] + W.shape[1]),
+                           working_memory, max_rows=8192):
+        out[rows] = to_numpy(_relu_projection(to_device(X[rows], device), W_t))
+    return out
+
+
+@torch.inference_mode()
+def random_feature_gram(X, W, codes, n_groups, working_memory):
+    """Float64 ``G = H^T H`` and ``Q = H^T Y`` accumulated on the device."""
+    device = resolve_device()
+    n_components = W.shape[1]
+    W_t = to_device(W, device)
+    codes_all = to_device(codes, device)
+    gram = torch.zeros((n_components, n_components), dtype=torch.float64, device=device)
+    targets_t = torch.zeros((n_groups, n_components), dtype=torch.float64, device=device)
+    row_bytes = n_components * (X.itemsize + 8)
+    for rows in row_chunks(X.shape[0], row_bytes, working_memory, max_rows=4096):
+        H = _relu_projection(to_device(X[rows], device), W_t).to(torch.float64)
+        gram += H.T @ H
+        targets_t.index_add_(0, codes_all[rows], H)
+    return to_numpy(gram), to_numpy(targets_t.T.contiguous())
+
+
+@torch.inference_mode()
+def random_feature_scores(X, W, coef, working_memory):
+    """``max(X @ W, 0) @ coef.T`` on the device, chunked."""
+    device = resolve_device()
+    W_t = to_device(W, device)
+    coef_t = to_device(np.ascontiguousarray(coef.T), device)
+    out = np.empty((X.shape[0], coef.shape[0]), dtype=X.dtype)
+    row_bytes = X.itemsize * (W.shape[1] + coef.shape[0])
+    for rows in row_chunks(X.shape[0], row_bytes, working_memory, max_rows=8192):
+        out[rows] = to_numpy(_relu_projection(to_device(X[rows], device), W_t) @ coef_t)
+    return out
