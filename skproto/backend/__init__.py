@@ -22,7 +22,12 @@ from ._distances import (
     topk,
     whitened_sq_distance,
 )
-from ._mixture import COVARIANCE_TYPES, log_responsibilities, mixture_em_statistics
+from ._mixture import (
+    COVARIANCE_TYPES,
+    log_responsibilities,
+    mixture_assign,
+    mixture_em_statistics,
+)
 from ._statistics import class_moments, group_sum
 from ._transport import balanced_assignment, sinkhorn
 
@@ -36,6 +41,7 @@ __all__ = [
     "kth_similarity",
     "l2_normalize",
     "log_responsibilities",
+    "mixture_assign",
     "mixture_em_statistics",
     "similarity",
     "sinkhorn",
