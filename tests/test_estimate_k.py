@@ -174,3 +174,15 @@ def test_estimates_are_reproducible():
         b = SemiSupervisedGMM(k_estimation=method, random_state=7).fit(X, y_train)
         assert a.n_components_ == b.n_components_
         np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+def test_an_estimate_of_k_gives_the_fit_with_that_k():
+    # The estimation leaves the random stream of the fit alone: same random_state,
+    # same K -> the same mixture as n_components=K.
+    # Overlapping classes, so that a different k-means++ draw gives a different fit.
+    X, _, y_train = make_gcd(6, std=0.3)
+    for method in ("class_size", "labelled_accuracy"):
+        auto = SemiSupervisedGMM(k_estimation=method, random_state=3).fit(X, y_train)
+        fixed = SemiSupervisedGMM(auto.n_components_, random_state=3).fit(X, y_train)
+        np.testing.assert_array_equal(auto.labels_, fixed.labels_)
+        np.testing.assert_array_equal(auto.means_, fixed.means_)
