@@ -14,11 +14,25 @@ SemiSupervisedGMM(n_components="auto"), SemiSupervisedGMM with the true K (soft 
 hard), KMeans with the true K and GaussianMixture with the true K. Embeddings are
 L2-normalised first (as GPC does; the NIW prior scale assumes it).
 
+K estimation (``--k-estimation``; real embeddings plus synthetic data): for each data
+set and each of ``--seeds`` choices of the known classes (half the classes known, half
+of their samples labelled; the synthetic sets: 10 known and 6 novel classes), every
+``k_estimation`` method of ``SemiSupervisedGMM(n_components="auto",
+assignment="hard")``: the estimated K, its relative error ``|K_hat - K| / K``, All /
+Old / New accuracy on the unlabelled samples with that K, and the fit time
+(estimation + final fit); then, with the true K, semi-supervised k-means
+(``assignment="hard"``), EM (``"soft"``) and scikit-learn's KMeans (``n_init=1``,
+unsupervised); and the package defaults ``SemiSupervisedGMM()`` (soft EM at the
+``class_size`` estimate). Every fit uses ``--n-init`` initialisations (default 1, the
+package default). No subsampling: the real sets are small enough (3,000 to
+12,473 samples).
+
 Usage::
 
     python benchmarks/bench_gcd.py            # N=100,000, D=256, K=100 (slow on 2 cores)
     python benchmarks/bench_gcd.py --quick    # N=20,000, D=128, K=50
     python benchmarks/bench_gcd.py --skip-speed / --skip-quality
+    python benchmarks/bench_gcd.py --k-estimation   # only the K-estimation table
 """
 
 import argparse
@@ -210,13 +224,16 @@ def bench_quality(path, names, seed=0):
                 dataset=name.replace(".npz", ""), method=method, all=acc[0], old=acc[1],
                 new=acc[2], k_est=int(k_est), k_true=k_true, seconds=seconds,
             ))
-            print(f"  {rows[-1]['dataset']:16s} {method:34s} all={acc[0]:.3f} "
+            print(f"  {rows[-1]['dataset']:16s} {method:44s} all={acc[0]:.3f} "
                   f"old={acc[1]:.3f} new={acc[2]:.3f} K={k_est}/{k_true} ({seconds:.1f} s)",
                   flush=True)
 
         for label, params in [
-            ("SemiSupervisedGMM auto (soft)", dict()),
-            ("SemiSupervisedGMM auto (hard)", dict(assignment="hard")),
+            ("SemiSupervisedGMM auto, class_size (soft)", dict()),
+            ("SemiSupervisedGMM auto, class_size (hard)", dict(assignment="hard")),
+            ("SemiSupervisedGMM auto, split_merge (soft)", dict(k_estimation="split_merge")),
+            ("SemiSupervisedGMM auto, split_merge (hard)", dict(k_estimation="split_merge",
+                                                                assignment="hard")),
             ("SemiSupervisedGMM true K (soft)", dict(n_components=k_true)),
             ("SemiSupervisedGMM true K (hard)", dict(n_components=k_true, assignment="hard")),
         ]:
@@ -232,6 +249,111 @@ def bench_quality(path, names, seed=0):
             t, _, _ = measure(lambda: gm.fit(X))
         evaluate("GaussianMixture diag true K", gm.predict(X), k_true, t)
     return rows
+
+
+K_METHODS = ("class_size", "labelled_accuracy", "split_merge")
+
+
+def synthetic_gcd(seed, overlap, n_known=10, n_novel=6, n_features=64, n_per_class=150,
+                  novel_per_class=None):
+    """Gaussian classes on the unit sphere, L2-normalised; half of each known class
+    labelled. ``overlap`` False: well separated in 64 dimensions (k-means recovers them);
+    True: 16 dimensions and a within-class spread close to the distance between classes
+    (a linear classifier reaches about 0.90, semi-supervised k-means about 0.80)."""
+    rng = np.random.RandomState(1000 + seed)
+    k = n_known + n_novel
+    n_features = 16 if overlap else n_features
+    centres = rng.randn(k, n_features)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    std = 0.3 if overlap else 0.03
+    sizes = [n_per_class] * n_known + [novel_per_class or n_per_class] * n_novel
+    X = np.vstack([c + std * rng.randn(n, n_features) for c, n in zip(centres, sizes)])
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    y = np.repeat(np.arange(k), sizes)
+    labelled = (y < n_known) & (rng.rand(y.size) < 0.5)
+    return X, y, np.arange(n_known), np.where(labelled, y, -1)
+
+
+def k_estimation_sets(path, seeds):
+    """(name, true K, [(X, y, known, y_train) per seed]) for every data set."""
+    sets = []
+    for name in ["fmnist_effnet", "mnist_effnet", "wordnet_minilm"]:
+        file = None if path is None else path / f"{name}.npz"
+        if file is None or not file.exists():
+            continue
+        d = np.load(file)
+        X = d["X"].astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        y = d["y"]
+        splits = [(X, y, *gcd_split(y, seed)) for seed in seeds]
+        sets.append((name, len(np.unique(y)), splits))
+    for name, kwargs in [
+        ("synthetic separated", dict(overlap=False)),
+        ("synthetic overlapping", dict(overlap=True)),
+        ("synthetic, novel classes half as large", dict(overlap=False, novel_per_class=75)),
+    ]:
+        sets.append((name, 16, [synthetic_gcd(seed, **kwargs) for seed in seeds]))
+    return sets
+
+
+def bench_k_estimation(path, seeds, n_init=1):
+    rows = []
+    for name, k_true, splits in k_estimation_sets(path, seeds):
+        print(f"  {name} (K = {k_true})", flush=True)
+        per_method = {}
+        for seed, (X, y, known, y_train) in zip(seeds, splits):
+            unl = y_train < 0
+            runs = [(f"k_estimation={m!r}", dict(n_components="auto", k_estimation=m,
+                                                 assignment="hard")) for m in K_METHODS]
+            runs += [
+                ("true K, semi-supervised k-means", dict(n_components=k_true,
+                                                         assignment="hard")),
+                ("true K, EM (soft)", dict(n_components=k_true)),
+                ("SemiSupervisedGMM() defaults", dict()),
+            ]
+            for label, params in runs:
+                model = SemiSupervisedGMM(random_state=seed, n_init=n_init, **params)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    t, _, _ = measure(lambda: model.fit(X, y_train))
+                acc = cluster_accuracy(y[unl], model.labels_[unl], old_classes=known)
+                per_method.setdefault(label, []).append(
+                    (model.n_components_, *acc, t))
+            km = KMeans(k_true, n_init=n_init, random_state=seed)
+            t, _, _ = measure(lambda: km.fit(X))
+            acc = cluster_accuracy(y[unl], km.labels_[unl], old_classes=known)
+            per_method.setdefault("true K, KMeans (unsupervised)", []).append(
+                (k_true, *acc, t))
+        for label, runs in per_method.items():
+            runs = np.array(runs, dtype=float)
+            row = dict(
+                dataset=name, k_true=k_true, method=label,
+                k_est=[int(k) for k in runs[:, 0]],
+                rel_error=float(np.mean(np.abs(runs[:, 0] - k_true) / k_true)),
+                max_rel_error=float(np.max(np.abs(runs[:, 0] - k_true) / k_true)),
+                all=float(runs[:, 1].mean()), old=float(runs[:, 2].mean()),
+                new=float(np.nanmean(runs[:, 3])), seconds=float(np.median(runs[:, 4])),
+            )
+            rows.append(row)
+            print(f"    {label:36s} K={row['k_est']} err={row['rel_error']:.2f} "
+                  f"all={row['all']:.3f} old={row['old']:.3f} new={row['new']:.3f} "
+                  f"({row['seconds']:.1f} s)", flush=True)
+    return rows
+
+
+def print_k_table(rows, seeds, n_init):
+    print(f"\nK estimation, {len(seeds)} seeds, n_init={n_init} (mean over seeds; time = "
+          "median fit, s)")
+    print("| data (true K) | method | K per seed | rel. error (mean / max) | All | Old | New "
+          "| fit s |")
+    print("|---|---|---|---|---|---|---|---|")
+    last = None
+    for r in rows:
+        data = f"{r['dataset']} ({r['k_true']})" if r["dataset"] != last else ""
+        last = r["dataset"]
+        print(f"| {data} | {r['method']} | {', '.join(map(str, r['k_est']))} | "
+              f"{r['rel_error']:.2f} / {r['max_rel_error']:.2f} | {r['all']:.3f} | "
+              f"{r['old']:.3f} | {r['new']:.3f} | {r['seconds']:.1f} |")
 
 
 def print_speed(rows, size):
@@ -252,7 +374,26 @@ def main():
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--cov", default="diag", choices=["spherical", "diag", "full"])
     parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--k-estimation", action="store_true",
+                        help="only the K-estimation table")
+    parser.add_argument("--seeds", type=int, default=3, help="splits per data set")
+    parser.add_argument("--n-init", type=int, default=1,
+                        help="n_init of every fit in the K-estimation table")
     args = parser.parse_args()
+    if args.k_estimation:
+        seeds = list(range(args.seeds))
+        print(f"uptime before: {os.getloadavg()}", flush=True)
+        start = time.perf_counter()
+        rows = bench_k_estimation(data_dir(), seeds, args.n_init)
+        print_k_table(rows, seeds, args.n_init)
+        print(f"\ntotal {time.perf_counter() - start:.0f} s; uptime after: "
+              f"{os.getloadavg()}")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        target = RESULTS / f"bench_gcd_k_estimation_n_init{args.n_init}.json"
+        target.write_text(json.dumps(dict(seeds=seeds, n_init=args.n_init, rows=rows),
+                                     indent=2))
+        print(f"wrote {target}")
+        return
     n, d, k = (20_000, 128, 50) if args.quick else (100_000, 256, 100)
     out = dict(size=dict(n=n, d=d, k=k, cov=args.cov), speed=[], quality=[])
 

@@ -129,3 +129,36 @@ def test_mixture_kernels_reject_bad_shapes():
         backend.mixture_em_statistics(X, means, np.ones(2), np.zeros(2), "spherical", [0, 2, -1])
     with pytest.raises(ValueError, match="fixed must be"):
         backend.mixture_em_statistics(X, means, np.ones(2), np.zeros(2), "spherical", [0, 1])
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("working_memory", [1024, 0.001])
+def test_mixture_assign_matches_the_unchunked_computation(cov_type, working_memory):
+    rng = np.random.RandomState(4)
+    X, means, prec_chol, log_w = _random_mixture(rng, cov_type=cov_type)
+    wlp = _reference_weighted_log_prob(X, means, prec_chol, log_w, cov_type)
+    with skproto.config_context(working_memory=working_memory):  # tiny: one row a chunk
+        index, log_norm = backend.mixture_assign(X, means, prec_chol, log_w, cov_type)
+    assert index.dtype == np.int64
+    np.testing.assert_array_equal(index, np.argmax(wlp, axis=1))
+    np.testing.assert_allclose(log_norm, logsumexp(wlp, axis=1), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_mixture_assign_matches_numpy(cov_type, dtype):
+    pytest.importorskip("torch")
+    rng = np.random.RandomState(5)
+    X, means, prec_chol, log_w = _random_mixture(rng, cov_type=cov_type)
+    X = X.astype(dtype)
+    with skproto.config_context(working_memory=0.002):
+        ref = backend.mixture_assign(X, means, prec_chol, log_w, cov_type)
+        with skproto.config_context(backend="torch", device="cpu"):
+            got = backend.mixture_assign(X, means, prec_chol, log_w, cov_type)
+    assert got[1].dtype == ref[1].dtype == dtype
+    # Rows whose two best components are within rounding may swap in float32.
+    wlp = np.sort(_reference_weighted_log_prob(X, means, prec_chol, log_w, cov_type), axis=1)
+    clear = wlp[:, -1] - wlp[:, -2] > 1e-3
+    np.testing.assert_array_equal(got[0][clear], ref[0][clear])
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(got[1], ref[1], rtol=rtol, atol=rtol * 10)

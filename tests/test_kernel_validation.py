@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skproto import NearestMeanClassifier, TEENCalibrator, backend
+from skproto import NearestMeanClassifier, SemiSupervisedGMM, TEENCalibrator, backend
 from skproto.incremental import FeCAM, RanPAC
 from skproto.ood import KNNOODDetector, MahalanobisOODDetector
 from skproto.backend import _checks
@@ -36,6 +36,8 @@ KERNELS = {
         X, P[:2], PREC, LOGW, "spherical"),
     "mixture_em_statistics": lambda X=X, P=P: backend.mixture_em_statistics(
         X, P[:2], PREC, LOGW, "spherical"),
+    "mixture_assign": lambda X=X, P=P: backend.mixture_assign(
+        X, P[:2], PREC, LOGW, "spherical"),
     "balanced_assignment": lambda X=X, P=P: backend.balanced_assignment(X, P),
     "sinkhorn": lambda X=X, P=P: backend.sinkhorn(X),
     "random_features": lambda X=X, P=P: backend.random_features(X, P.T),
@@ -49,10 +51,12 @@ KERNELS = {
 # Which argument a bad X / P shows up as, per kernel.
 X_NAME = {"sinkhorn": "scores"}
 P_NAME = {"log_responsibilities": "means", "mixture_em_statistics": "means",
+          "mixture_assign": "means",
           "whitened_sq_distance": "center", "mahalanobis_sq_distances": "means",
           "nearest_mahalanobis": "means", "random_features": "W",
           "random_feature_gram": "W", "random_feature_scores": "W"}
 TAKES_P = {"similarity", "assign", "topk", "kth_similarity", "log_responsibilities",
+           "mixture_assign",
            "mixture_em_statistics", "balanced_assignment", "whitened_sq_distance",
            "mahalanobis_sq_distances", "nearest_mahalanobis", "random_features",
            "random_feature_gram", "random_feature_scores"}
@@ -136,4 +140,6 @@ def test_estimators_do_not_validate_twice(monkeypatch):
         clf.predict(X)
     for detector in (MahalanobisOODDetector(), KNNOODDetector()):
         detector.fit(X, y).score_samples(X)
+    gmm = SemiSupervisedGMM(3, max_iter=3, random_state=0).fit(X, y)
+    gmm.predict(X), gmm.score_samples(X)
     assert calls == []

@@ -7,10 +7,10 @@ from sklearn.mixture import GaussianMixture
 
 import skproto
 from skproto import SemiSupervisedGMM
+from skproto.discovery._estimate_k import _niw_log_marginal_likelihood
 from skproto.discovery._semi_supervised_gmm import (
     _centred_scatters,
     _estimate_gaussian_parameters,
-    _niw_log_marginal_likelihood,
 )
 from skproto.metrics import cluster_accuracy
 
@@ -188,20 +188,23 @@ def test_niw_log_marginal_likelihood_matches_direct_formula(n):
 @pytest.mark.parametrize("seed", range(4))
 def test_estimated_number_of_classes_within_20_percent(seed):
     X, y, y_train = make_gcd(seed)
-    gmm = SemiSupervisedGMM(random_state=seed).fit(X, y_train)
+    gmm = SemiSupervisedGMM(k_estimation="split_merge", random_state=seed).fit(X, y_train)
     assert abs(gmm.n_components_ - 10) <= 2
     all_acc, old_acc, _ = cluster_accuracy(y, gmm.labels_, old_classes=range(4))
     assert old_acc > 0.9 and all_acc > 0.75
     # Starting from too many components, merges bring it back.
-    over = SemiSupervisedGMM(n_components_init=20, random_state=seed).fit(X, y_train)
+    over = SemiSupervisedGMM(
+        k_estimation="split_merge", n_components_init=20, random_state=seed
+    ).fit(X, y_train)
     assert abs(over.n_components_ - 10) <= 2
     assert over.n_move_rounds_ >= 1
 
 
 def test_moves_are_reproducible_and_use_random_state():
     X, _, y_train = make_gcd(7)
-    a = SemiSupervisedGMM(n_components_init=14, random_state=3).fit(X, y_train)
-    b = SemiSupervisedGMM(n_components_init=14, random_state=3).fit(X, y_train)
+    params = dict(k_estimation="split_merge", n_components_init=14, random_state=3)
+    a = SemiSupervisedGMM(**params).fit(X, y_train)
+    b = SemiSupervisedGMM(**params).fit(X, y_train)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_array_equal(a.means_, b.means_)
 

@@ -44,6 +44,9 @@ KERNELS = {
         X, MEANS, np.ones((K_MIX, D)), LOG_W, "diag"),
     "log_responsibilities-full": lambda X, c: backend.log_responsibilities(
         X, MEANS, FULL, LOG_W, "full"),
+    "mixture_assign-diag": lambda X, c: backend.mixture_assign(
+        X, MEANS, np.ones((K_MIX, D)), LOG_W, "diag"),
+    "mixture_assign-full": lambda X, c: backend.mixture_assign(X, MEANS, FULL, LOG_W, "full"),
     "mixture_em_statistics-spherical": lambda X, c: backend.mixture_em_statistics(
         X, MEANS, np.ones(K_MIX), LOG_W, "spherical"),
     "mixture_em_statistics-diag": lambda X, c: backend.mixture_em_statistics(

@@ -24,7 +24,12 @@ from ._distances import (
     topk,
     whitened_sq_distance,
 )
-from ._mixture import COVARIANCE_TYPES, log_responsibilities, mixture_em_statistics
+from ._mixture import (
+    COVARIANCE_TYPES,
+    log_responsibilities,
+    mixture_assign,
+    mixture_em_statistics,
+)
 from ._statistics import (
     class_moments,
     group_sum,
@@ -45,6 +50,7 @@ __all__ = [
     "l2_normalize",
     "log_responsibilities",
     "mahalanobis_sq_distances",
+    "mixture_assign",
     "mixture_em_statistics",
     "nearest_mahalanobis",
     "random_feature_gram",

@@ -1,4 +1,4 @@
-"""Gaussian-mixture kernels (SemiSupervisedGMM): the E-step and EM statistics."""
+"""Gaussian-mixture kernels (SemiSupervisedGMM): the E-step, EM statistics and prediction."""
 
 import numpy as np
 
@@ -120,6 +120,47 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
     )
     constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
     return kernels("mixture").log_responsibilities(X, constants, working_memory())
+
+
+def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, *,
+                   check_input=True):
+    """Most probable component and log-likelihood of each row, in row chunks.
+
+    What prediction needs from a Gaussian mixture: ``argmax_k log p(x, k)`` (the
+    label) and ``log p(x) = logsumexp_k log p(x, k)`` (the score). Unlike
+    :func:`log_responsibilities`, nothing of shape ``(n_samples, n_components)`` is
+    built: each chunk of at most ``working_memory`` MiB of temporaries is reduced to
+    its two per-row results before the next one is computed.
+
+    Parameters
+    ----------
+    X, means, precisions_chol, log_weights, covariance_type
+        As in :func:`log_responsibilities`.
+    check_input : bool, default=True
+        Validate the input (real, finite, at least one feature). Estimators that
+        validated X already pass False, to skip a second pass over it.
+
+    Returns
+    -------
+    index : ndarray of int64 of shape (n_samples,)
+        Component of largest posterior (the first one on ties).
+    log_prob_norm : ndarray of shape (n_samples,)
+        ``log p(x)``, in X's floating dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skproto.backend import mixture_assign
+    >>> index, log_norm = mixture_assign(
+    ...     [[0.0], [3.5]], [[0.0], [4.0]], [1.0, 1.0], np.log([0.5, 0.5]), "spherical")
+    >>> index
+    array([0, 1])
+    """
+    X, means, precisions_chol, log_weights = _check_mixture(
+        X, means, precisions_chol, log_weights, covariance_type, check_input
+    )
+    constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
+    return kernels("mixture").mixture_assign(X, constants, working_memory())
 
 
 def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed=None,

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.cluster import kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -179,7 +180,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         on the unit sphere), divided by ``1 - momentum ** n_batches`` (the fraction
         of the way to its target the EMA moves in one pass), is at most ``tol``:
         the quotient estimates the distance left to the fixed point. Mini-batch
-        noise can keep it above ``tol``; ``max_iter`` then ends the fit.
+        noise can keep it above ``tol``; ``max_iter`` then ends the fit, with a
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     init : {"k-means++", "uniform"}, default="k-means++"
         ``"k-means++"``: k-means++ seeds among the normalised samples of each class
         (every sample seeds one or more prototypes if a class has fewer than
@@ -384,7 +386,7 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         # Fraction of the way to its target that the EMA moves a prototype in one
         # pass: the pass's movement divided by it estimates the distance left.
         pass_rate = 1.0 - float(self.momentum) ** len(batches)
-        n_iter = 0
+        n_iter, converged = 0, False
         for n_iter in range(1, self.max_iter + 1):
             P_start = P
             order = rng.permutation(n_samples)
@@ -403,7 +405,15 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
                 P = _l2_normalize(momentum * P + (1 - momentum) * targets, check_input=False)
             moved = np.sqrt(np.einsum("ij,ij->i", P - P_start, P - P_start).max())
             if moved <= self.tol * pass_rate:
+                converged = True
                 break
+        if not converged:
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                "passes (the prototypes still move by more than tol); increase "
+                "max_iter or tol, or lower momentum.",
+                ConvergenceWarning,
+            )
 
         state = {
             "prototypes_": P,

@@ -1,4 +1,4 @@
-"""NumPy mixture-model kernels (SemiSupervisedGMM): E-step and EM statistics."""
+"""NumPy mixture-model kernels (SemiSupervisedGMM): E-step, EM statistics, prediction."""
 
 import numpy as np
 
@@ -110,6 +110,29 @@ def log_responsibilities(X, constants, working_memory):
         wlp -= norm[:, None]
         log_norm[rows] = norm
     return log_resp, log_norm
+
+
+def mixture_assign(X, constants, working_memory):
+    """Argmax component and log-likelihood per row; one (rows x components) block at a time."""
+    prepared = _PreparedGaussians(constants, X.dtype)
+    n_components = constants["const"].shape[0]
+    index = np.empty(X.shape[0], dtype=np.int64)
+    log_norm = np.empty(X.shape[0], dtype=X.dtype)
+    chunks = _mixture_chunks(X, n_components, prepared.covariance_type, working_memory)
+    max_rows = max((c.stop - c.start for c in chunks), default=0)
+    # One buffer for every chunk's scores (and [x, x^2] for diag), as in the EM pass.
+    wlp_buffer = np.empty((max_rows, n_components), dtype=X.dtype)
+    feats_buffer = (
+        np.empty((max_rows, 2 * X.shape[1]), dtype=X.dtype)
+        if prepared.covariance_type == "diag"
+        else None
+    )
+    for rows in chunks:
+        Xc = X[rows]
+        wlp = prepared.weighted_log_prob(Xc, prepared.features(Xc, feats_buffer), wlp_buffer)
+        index[rows] = np.argmax(wlp, axis=1)
+        log_norm[rows] = _logsumexp_rows(wlp)
+    return index, log_norm
 
 
 def mixture_em_statistics(X, constants, fixed, working_memory):

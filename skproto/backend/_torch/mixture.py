@@ -1,4 +1,4 @@
-"""Torch mixture-model kernels (SemiSupervisedGMM): E-step and EM statistics."""
+"""Torch mixture-model kernels (SemiSupervisedGMM): E-step, EM statistics, prediction."""
 
 import numpy as np
 import torch
@@ -61,6 +61,21 @@ def log_responsibilities(X, constants, working_memory):
         log_resp[rows] = to_numpy(wlp - norm[:, None])
         log_norm[rows] = to_numpy(norm)
     return log_resp, log_norm
+
+
+@torch.inference_mode()
+def mixture_assign(X, constants, working_memory):
+    device = resolve_device()
+    prepared = _PreparedGaussians(constants, X.dtype, device)
+    n_components = constants["const"].shape[0]
+    index = np.empty(X.shape[0], dtype=np.int64)
+    log_norm = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in _mixture_chunks(X, n_components, prepared.covariance_type, working_memory):
+        wlp = prepared.weighted_log_prob(to_device(X[rows], device))
+        # torch.argmax returns the first maximal index, as numpy's does.
+        index[rows] = to_numpy(torch.argmax(wlp, dim=1))
+        log_norm[rows] = to_numpy(torch.logsumexp(wlp, dim=1))
+    return index, log_norm
 
 
 @torch.inference_mode()
