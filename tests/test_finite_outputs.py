@@ -22,6 +22,7 @@ from skproto import (
     FeTrIL,
     MixturePrototypeOODDetector,
     NearestMeanClassifier,
+    SemiSupervisedGMM,
     TEENCalibrator,
 )
 
@@ -140,6 +141,31 @@ def test_ood_detector_outputs_are_finite(data, ood_score, labelled):
     for output in (detector.score_samples(X), detector.decision_function(X)):
         assert np.all(np.isfinite(output)), output
     assert np.isin(detector.predict(X), [-1, 1]).all()
+
+
+@FUZZ
+@given(datasets(), st.sampled_from(["spherical", "diag", "full"]),
+       st.sampled_from(["soft", "hard"]), st.sampled_from([None, "auto"]))
+def test_semi_supervised_gmm_outputs_are_finite(data, covariance_type, assignment, k):
+    X, y, rng = data
+    y = y.copy()
+    y[rng.random(len(y)) < 0.5] = -1  # about half unlabelled
+    n_known = len(np.unique(y[y >= 0]))
+    n_components = "auto" if k == "auto" else max(n_known, 1) + int((y < 0).any())
+    gmm = SemiSupervisedGMM(
+        n_components, covariance_type=covariance_type, assignment=assignment,
+        max_iter=5, max_move_rounds=2, random_state=0,
+    )
+    gmm = _fit_or_refuse(gmm, X, y)
+    if gmm is None:
+        return
+    for array in (gmm.means_, gmm.covariances_, gmm.weights_):
+        assert np.all(np.isfinite(array))
+    assert np.isin(gmm.predict(X), gmm.component_labels_).all()
+    proba = gmm.predict_proba(X)
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-4)
+    assert np.all(np.isfinite(gmm.score_samples(X))) and np.isfinite(gmm.score(X))
 
 
 # --------------------------------------------------------------------------- scale
