@@ -10,6 +10,21 @@ COVARIANCE_TYPES = ("spherical", "diag", "full")
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
+def _overflowed_rows(X, log_norm):
+    """float32 rows whose log-densities overflowed (-inf or NaN), else None.
+
+    Far from every component, the quadratic forms of float32 data can exceed the
+    float32 range: every log-probability of the row is then -inf and its
+    responsibilities NaN. Those rows (rare) are recomputed in float64: their
+    responsibilities and most probable component are then right, and ``log p(x)``
+    rounds to -inf in float32 only where it is below the float32 range.
+    """
+    if X.dtype != np.float32:
+        return None
+    bad = ~np.isfinite(log_norm)
+    return bad if bad.any() else None
+
+
 def gaussian_constants(means, precisions_chol, log_weights, covariance_type):
     """Per-call float64 constants of a mixture, so that each row chunk costs one GEMM.
 
@@ -103,7 +118,8 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
     log_resp : ndarray of shape (n_samples, n_components)
         ``log p(k | x)``.
     log_prob_norm : ndarray of shape (n_samples,)
-        ``log p(x) = logsumexp_k log p(x, k)``.
+        ``log p(x) = logsumexp_k log p(x, k)``; ``-inf`` only where it is below the
+        range of X's dtype (float32 rows that overflow are recomputed in float64).
 
     Examples
     --------
@@ -119,7 +135,13 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
         X, means, precisions_chol, log_weights, covariance_type, check_input
     )
     constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
-    return kernels("mixture").log_responsibilities(X, constants, working_memory())
+    log_resp, log_norm = kernels("mixture").log_responsibilities(X, constants, working_memory())
+    bad = _overflowed_rows(X, log_norm)
+    if bad is not None:
+        log_resp[bad], log_norm[bad] = kernels("mixture").log_responsibilities(
+            X[bad].astype(np.float64), constants, working_memory()
+        )
+    return log_resp, log_norm
 
 
 def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, *,
@@ -160,7 +182,13 @@ def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, *,
         X, means, precisions_chol, log_weights, covariance_type, check_input
     )
     constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
-    return kernels("mixture").mixture_assign(X, constants, working_memory())
+    index, log_norm = kernels("mixture").mixture_assign(X, constants, working_memory())
+    bad = _overflowed_rows(X, log_norm)
+    if bad is not None:
+        index[bad], log_norm[bad] = kernels("mixture").mixture_assign(
+            X[bad].astype(np.float64), constants, working_memory()
+        )
+    return index, log_norm
 
 
 def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed=None,
