@@ -222,11 +222,15 @@ def _lerp_as_numpy(a, b, gamma):
 
 
 def _window(v, low, high, closed):
+    # In float64, as the float64 edges: a Python float against float32 values would
+    # be compared in float32 and move the window's bounds.
+    v = v.astype(np.float64, copy=False)
+    low, high = np.float64(low), np.float64(high)
     return (v >= low) & ((v <= high) if closed else (v < high))
 
 
 def _histogram(v, low, high, closed, edges):
-    v = v[_window(v, low, high, closed)]
+    v = v[_window(v, low, high, closed)].astype(np.float64, copy=False)
     bins = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
     return (np.bincount(bins, minlength=len(edges) - 1),)
 
