@@ -96,9 +96,19 @@ def broadcast(obj):
     return dask.delayed(obj, traverse=False)
 
 
-def _run(func, config, kwargs, *args):
+def _run(func, config, kwargs, X, *args):
+    # X arrives as the list of its column blocks (one, see check_X): blockwise's
+    # concatenate=True would copy even a single block.
+    while isinstance(X, list) and len(X) == 1:
+        X = X[0]
+    if isinstance(X, list):
+        X = np.concatenate(X, axis=1)
+    if isinstance(X, np.ndarray) and not X.flags.aligned:
+        # A block received over the network may start at any byte; numpy's and BLAS's
+        # loops then round differently (and run slower) than on an aligned copy.
+        X = X.copy()
     with config_context(**config):
-        return func(*args, **kwargs)
+        return func(X, *args, **kwargs)
 
 
 def _run_object(func, config, kwargs, *args):
@@ -125,7 +135,7 @@ def per_block(func, X, *vectors, state=None, **kwargs):
     return da.blockwise(
         _run_object, "i", func, None, get_config(), None, kwargs, None,
         *_arguments(X, vectors, state),
-        concatenate=True, adjust_chunks={"i": 1}, dtype=object,
+        concatenate=False, adjust_chunks={"i": 1}, dtype=object,
         meta=np.empty((0,), dtype=object),
     )
 
@@ -141,7 +151,7 @@ def map_rows(func, X, *vectors, state=None, meta, **kwargs):
     return da.blockwise(
         _run, out_ind, func, None, get_config(), None, kwargs, None,
         *_arguments(X, vectors, state),
-        concatenate=True, new_axes=new_axes, dtype=meta.dtype,
+        concatenate=False, new_axes=new_axes, dtype=meta.dtype,
         meta=np.empty((0,) + tail, dtype=meta.dtype),
     )
 
