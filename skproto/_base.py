@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import backend
 from .statistics import ClassStatistics
+from .utils._dask import dask_adapters, is_dask_collection
 from .utils._state import reset_fitted_state, transactional
 
 FLOAT_DTYPES = (np.float64, np.float32)
@@ -190,6 +191,8 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
             applies: a 1-D array ``s[:, 1] - s[:, 0]``, positive for ``classes_[1]``.
             With a single class, the 1-D similarity to it.
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "decision_function", X)
         S = self._similarities(X)
         if S.shape[1] == 2:
             return S[:, 1] - S[:, 0]
@@ -208,6 +211,8 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         -------
         y_pred : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict", X)
         X = self._validate_X_predict(X)
         index, _ = backend.assign(
             X, self.prototypes_, metric=self._get_metric(), check_input=False
@@ -239,6 +244,8 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
             ``-inf`` exactly where :meth:`predict_proba` is 0 (a probability below the
             smallest float, e.g. with a tiny ``temperature``).
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_log_proba", X)
         return log_softmax(self._logits(X), axis=1)
 
     def predict_proba(self, X):
@@ -253,7 +260,27 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``; finite, each row sums to 1.
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_proba", X)
         return softmax(self._logits(X), axis=1)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+            A lazy 0-d Dask array when X is a Dask array (``float()`` computes it).
+        """
+        if is_dask_collection(X):
+            return dask_adapters().accuracy(self, X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
 
 
 class BaseStatisticsClassifier(BasePrototypeClassifier):
@@ -285,16 +312,19 @@ class BaseStatisticsClassifier(BasePrototypeClassifier):
     def _learn(self, X, y):
         """Validate a batch, merge its statistics into ``statistics_``, recompute the head."""
         first = not hasattr(self, "statistics_")
-        X, y = validate_training_data(
-            self, X, y, reset=first,
-            fitted_dtype=None if first else self.statistics_.dtype,
-        )
-        self._check_training_X(X)
+        fitted_dtype = None if first else self.statistics_.dtype
         # Statistics given to from_statistics may keep more moments than needed.
         moments = self._moments if first else self.statistics_.moments
-        batch = ClassStatistics._from_validated(
-            self._statistics_features(X), y, moments=moments
-        )
+        if is_dask_collection(X):  # per block on the workers, then a tree of merges
+            batch = dask_adapters().learn_statistics(
+                self, X, y, reset=first, fitted_dtype=fitted_dtype, moments=moments
+            )
+        else:
+            X, y = validate_training_data(self, X, y, reset=first, fitted_dtype=fitted_dtype)
+            self._check_training_X(X)
+            batch = ClassStatistics._from_validated(
+                self._statistics_features(X), y, moments=moments
+            )
         self._set_statistics(batch if first else self.statistics_.merge(batch), first)
         return self
 

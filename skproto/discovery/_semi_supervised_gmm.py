@@ -24,6 +24,7 @@ from sklearn.utils.validation import validate_data
 from .. import backend
 from .._base import ValidatedPredictMixin, check_label_kinds
 from ..statistics import ClassStatistics
+from ..utils._dask import dask_adapters, is_dask_collection
 from ..utils._state import reset_fitted_state, transactional
 from . import _estimate_k
 
@@ -559,10 +560,13 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
             Fitted estimator.
         """
         reset_fitted_state(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        _check_squares_fit(X)
-        y_dtype = None if y is None else np.asarray(y).dtype
-        classes, fixed, numeric = self._validate_y(y, X.shape[0])
+        if is_dask_collection(X):  # EM with one distributed pass per iteration
+            X, classes, fixed, numeric, y_dtype = dask_adapters().gmm_validate(self, X, y)
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            _check_squares_fit(X)
+            y_dtype = None if y is None else np.asarray(y).dtype
+            classes, fixed, numeric = self._validate_y(y, X.shape[0])
         state = self._fit(X, fixed, len(classes))
         if not state["converged"]:
             warnings.warn(
@@ -589,7 +593,10 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         self.n_move_rounds_ = state["n_move_rounds"]
         if self.assignment == "hard":
             self.inertia_ = state["inertia"]
-        self.labels_ = labels[state["labels"]]
+        self.labels_ = (
+            dask_adapters().take(labels, state["labels"])
+            if is_dask_collection(state["labels"]) else labels[state["labels"]]
+        )
         return self
 
     def _prior(self, X):
@@ -772,10 +779,10 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):
             # E-step at the current parameters, reduced straight into the M-step sums.
-            log_likelihood, nk, sums, sq_sums = backend.mixture_em_statistics(
+            log_likelihood, nk, sums, sq_sums = _em_statistics(
                 X, params["means"], params["precisions_chol"], np.log(params["weights"]),
                 self.covariance_type, fixed,
-            check_input=False)
+            )
             lower_bound = log_likelihood / n_samples
             lower_bounds.append(lower_bound)
             params = self._m_step(
@@ -793,6 +800,8 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         )
 
     def _final_assignment(self, X, fixed, params):
+        if is_dask_collection(X):
+            return dask_adapters().gmm_final_assignment(self, X, fixed, params)
         log_resp, log_norm = backend.log_responsibilities(
             X, params["means"], params["precisions_chol"], np.log(params["weights"]),
             self.covariance_type,
@@ -850,6 +859,8 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             Values from ``component_labels_``.
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict", X)
         X = self._validate_X_predict(X)
         if self.assignment == "hard":
             index, _ = backend.assign(X, self.means_, metric="euclidean", check_input=False)
@@ -873,6 +884,8 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, `n_components_`)
             Columns follow ``component_labels_``.
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_proba", X)
         log_resp = self._log_resp(X)[0]
         # In place: the result is the only (n_samples, n_components) array.
         return np.exp(log_resp, out=log_resp)
@@ -888,6 +901,8 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         -------
         log_prob : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "score_samples", X)
         return self._mixture_assign(self._validate_X_predict(X))[1]
 
     def score(self, X, y=None):
@@ -901,7 +916,10 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         Returns
         -------
         log_likelihood : float
+            A lazy 0-d Dask array when X is a Dask array (``float()`` computes it).
         """
+        if is_dask_collection(X):
+            return dask_adapters().mean_score(self, X)
         return float(self.score_samples(X).astype(np.float64).mean())
 
 
@@ -933,8 +951,22 @@ def _lloyd(X, fixed, means, max_iter):
     return labels, means, converged, n_iter
 
 
+def _em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed):
+    """The E-step statistics of one EM iteration: sums over the samples (any blocks)."""
+    if is_dask_collection(X):  # per block, then a tree reduction
+        return dask_adapters().gmm_em_statistics(
+            X, means, precisions_chol, log_weights, covariance_type, fixed
+        )
+    return backend.mixture_em_statistics(
+        X, means, precisions_chol, log_weights, covariance_type, fixed,
+        check_input=False,
+    )
+
+
 def _assign_nearest(X, fixed, means):
     """Nearest centre (squared Euclidean) for free samples; labelled samples fixed."""
+    if is_dask_collection(X):
+        return dask_adapters().gmm_assign_nearest(X, fixed, means)
     index, _ = backend.assign(X, means, metric="euclidean", check_input=False)
     index = index.astype(np.int64)
     is_fixed = fixed >= 0
@@ -947,7 +979,11 @@ def _initial_means(X, fixed, n_known, n_components, rng):
 
     The D^2 sampling is the greedy variant of scikit-learn's ``kmeans_plusplus``
     (``2 + log k`` candidates per centre, keep the one that lowers the potential most).
+    On a Dask array: the exact labelled means, then this on a sample of the unlabelled
+    samples (see :data:`skproto.dask.SAMPLE_SIZE`).
     """
+    if is_dask_collection(X):
+        return dask_adapters().gmm_initial_means(X, fixed, n_known, n_components, rng)
     means = np.empty((n_components, X.shape[1]))
     if n_known:
         sums, counts = backend.group_sum(X[fixed >= 0], fixed[fixed >= 0], n_known, check_input=False)

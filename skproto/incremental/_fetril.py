@@ -10,6 +10,7 @@ from .. import backend
 from .._base import ValidatedPredictMixin, validate_training_data
 from ..backend import l2_normalize
 from ..statistics import ClassStatistics
+from ..utils._dask import dask_adapters, is_dask_collection, not_a_reduction
 from ..utils._state import reset_fitted_state, transactional
 
 
@@ -306,6 +307,16 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
 
     def _step(self, X, y):
         """One step: the first (real features only) or a later one (plus pseudo)."""
+        if is_dask_collection(X):
+            raise not_a_reduction(
+                self,
+                "its classifier (a LinearSVC by default) is trained on all the real "
+                "and pseudo-features, which is no reduction of statistics.",
+                "fit FeTrIL on an in-memory sample (X[idx].compute()) and predict on "
+                "the Dask array; or, for an exact fit on the cluster, "
+                "NearestMeanClassifier().fit(X, y) on the Dask array (the same as "
+                "NearestMeanClassifier.from_statistics(ClassStatistics.from_batch(X, y))).",
+            )
         first = not hasattr(self, "statistics_")
         X, y = validate_training_data(
             self, X, y, reset=first,
@@ -349,6 +360,8 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
             As the classifier's ``decision_function`` (1-D for two classes).
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "decision_function", X)
         X = self._validate_X_predict(X)
         return self.classifier_.decision_function(X)
 
@@ -363,6 +376,8 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict", X)
         X = self._validate_X_predict(X)
         return self.classifier_.predict(X)
 
@@ -379,6 +394,8 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_proba", X)
         X = self._validate_X_predict(X)
         return self.classifier_.predict_proba(X)
 
@@ -394,5 +411,25 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_log_proba", X)
         X = self._validate_X_predict(X)
         return self.classifier_.predict_log_proba(X)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+            A lazy 0-d Dask array when X is a Dask array (``float()`` computes it).
+        """
+        if is_dask_collection(X):
+            return dask_adapters().accuracy(self, X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)

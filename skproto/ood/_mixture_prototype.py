@@ -15,6 +15,7 @@ from .. import backend
 from .._base import ValidatedPredictMixin, validate_training_data
 from ..backend import l2_normalize as _l2_normalize
 from ..statistics import ClassStatistics
+from ..utils._dask import dask_adapters, is_dask_collection
 from ..utils._state import reset_fitted_state, transactional
 
 # SSD+ / PALM add this to the per-feature standard deviation before dividing.
@@ -79,6 +80,11 @@ def _mahalanobis_statistics(Xn, center):
     stats = ClassStatistics._from_validated(
         Xn, np.zeros(Xn.shape[0], dtype=np.int64), moments="full"
     )
+    return _mahalanobis_from_statistics(stats, center, Xn.dtype)
+
+
+def _mahalanobis_from_statistics(stats, center, dtype):
+    """:func:`_mahalanobis_statistics` from the full statistics of the normalised rows."""
     mean = stats.means()[0]
     cov_f = stats.covariances("total")
     sd = np.sqrt(np.maximum(np.diag(cov_f), 0)) + _STD_EPS
@@ -91,7 +97,7 @@ def _mahalanobis_statistics(Xn, center):
     c = np.zeros_like(mean) if center == "mean" else mean
     location = mean + sd * c
     W = L / sd[:, None]
-    return location.astype(Xn.dtype), W.astype(Xn.dtype)
+    return location.astype(dtype), W.astype(dtype)
 
 
 class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator):
@@ -350,6 +356,9 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
             Fitted estimator.
         """
         reset_fitted_state(self)
+        if is_dask_collection(X):  # the Mahalanobis statistics, on the cluster
+            self.__dict__.update(dask_adapters().ood_fit_state(self, X, y))
+            return self
         self.__dict__.update(self._fit(X, y))
         return self
 
@@ -465,6 +474,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
             The ``ood_score`` chosen at construction (see the class docstring for the
             exact form of each).
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "score_samples", X)
         X = self._validate_X_predict(X)
         return self._scores_from_state(X, vars(self))
 
@@ -479,6 +490,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         -------
         decision : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "decision_function", X)
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
@@ -492,6 +505,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         -------
         is_inlier : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict", X)
         decision = self.decision_function(X)
         is_inlier = np.ones(decision.shape[0], dtype=int)
         is_inlier[decision < 0] = -1
@@ -527,6 +542,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         -------
         index : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_prototype", X)
         X = self._validate_X_predict(X)
         index, _ = backend.assign(X, self.prototypes_, metric="cosine", check_input=False)
         return index
@@ -545,6 +562,8 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         -------
         y_pred : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return dask_adapters().map_method(self, "predict_class", X)
         check_is_fitted(self)
         if self.classes_ is None:
             raise ValueError(

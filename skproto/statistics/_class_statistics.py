@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, column_or_1d
 
 from .. import backend
+from ..utils._dask import dask_adapters, is_dask_collection
 
 MOMENTS = (None, "diag", "full")
 _COVARIANCE_KINDS = ("class", "pooled", "total")
@@ -181,11 +182,16 @@ class ClassStatistics:
     def from_batch(cls, X, y, *, moments=None, sample_weight=None):
         """Statistics of one batch, in one chunked backend pass.
 
+        ``X`` may also be a Dask array chunked by rows (``y`` and ``sample_weight``
+        then Dask or in-memory arrays): the statistics of each block are computed
+        where the block lives and merged by a tree reduction
+        (:func:`dask.array.reduction`), so only statistics reach the caller.
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Finite samples.
-        y : array-like of shape (n_samples,)
+        y : array-like or dask.array.Array of shape (n_samples,)
             Their class labels.
         moments : {None, "diag", "full"}, default=None
             Which second moments to keep (see the class docstring).
@@ -206,6 +212,10 @@ class ClassStatistics:
         """
         if moments not in MOMENTS:
             raise ValueError(f"moments must be one of {MOMENTS}, got {moments!r}.")
+        if is_dask_collection(X):  # per block on the workers, then a tree of merges
+            return dask_adapters().class_statistics(
+                X, y, moments=moments, sample_weight=sample_weight
+            )
         X = check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=True)
         y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
@@ -223,6 +233,10 @@ class ClassStatistics:
     @classmethod
     def _from_validated(cls, X, y, *, moments=None, sample_weight=None):
         """:meth:`from_batch` for input already checked (finite 2-D float X, 1-D y)."""
+        if is_dask_collection(X):
+            return dask_adapters().class_statistics(
+                X, y, moments=moments, sample_weight=sample_weight
+            )
         classes, codes = sorted_unique_labels(y)
         counts, sums, scatters = backend.class_moments(
             X, codes, len(classes), sample_weight=sample_weight, moments=moments,

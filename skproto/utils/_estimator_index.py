@@ -6,7 +6,7 @@ import pkgutil
 
 from sklearn.base import BaseEstimator
 
-_SKIP_MODULES = ("tests", "cli", "backend", "_config")
+_SKIP_MODULES = ("tests", "cli", "backend", "_config", "dask")
 
 
 def all_estimators():
@@ -26,15 +26,7 @@ def all_estimators():
     import skproto
 
     found = {}
-    for info in pkgutil.walk_packages(skproto.__path__, prefix="skproto."):
-        parts = info.name.split(".")
-        if any(part in _SKIP_MODULES for part in parts[1:]):
-            continue
-        try:
-            module = importlib.import_module(info.name)
-        except ImportError:
-            # Optional dependency missing (e.g. open_clip): its estimators are skipped.
-            continue
+    for module in _modules(skproto.__path__, "skproto."):
         for name, obj in inspect.getmembers(module, inspect.isclass):
             if (
                 issubclass(obj, BaseEstimator)
@@ -44,3 +36,22 @@ def all_estimators():
             ):
                 found[name] = obj
     return sorted(found.items())
+
+
+def _modules(path, prefix):
+    """Import the modules under ``path``, skipping ``_SKIP_MODULES`` before importing.
+
+    (``pkgutil.walk_packages`` imports every package to walk into it, so it would
+    import the Dask adapters, and dask, to skip them.)
+    """
+    for info in pkgutil.iter_modules(path, prefix):
+        if info.name.rsplit(".", 1)[-1] in _SKIP_MODULES:
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            # Optional dependency missing (e.g. open_clip): its estimators are skipped.
+            continue
+        yield module
+        if info.ispkg:
+            yield from _modules(module.__path__, info.name + ".")
