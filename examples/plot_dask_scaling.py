@@ -1,7 +1,7 @@
 """
-==================================================================
+====================================================================
 Scaling out: fitting on Dask arrays, and statistics from any engine
-==================================================================
+====================================================================
 
 skproto's estimators are fitted from sums (class counts and sums, the E-step
 statistics of a mixture), so they fit on a :class:`dask.array.Array` by computing those
