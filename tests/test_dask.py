@@ -23,18 +23,18 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-import skproto  # noqa: E402
-import skproto.dask  # noqa: E402
-from skproto import (  # noqa: E402
+import skproto
+import skproto.dask
+from skproto import (
     FeTrIL,
     MixturePrototypeOODDetector,
     NearestMeanClassifier,
     SemiSupervisedGMM,
     TEENCalibrator,
 )
-from skproto.dask import _core  # noqa: E402
-from skproto.metrics import cluster_accuracy  # noqa: E402
-from skproto.statistics import ClassStatistics  # noqa: E402
+from skproto.dask import _core
+from skproto.metrics import cluster_accuracy
+from skproto.statistics import ClassStatistics
 
 ROWS = 8192
 RTOL = 1e-6
@@ -248,7 +248,7 @@ def test_gmm_initialisation_on_a_sample(scheduler, monkeypatch):
 
 
 def test_gmm_on_dask_refuses_split_merge_and_hard_assignment(scheduler):
-    X, y = _blobs(n=1000)
+    X, _ = _blobs(n=1000)
     (Xd,) = _dask(X, rows=300)
     with pytest.raises(ValueError, match="n_components_.*means_init"):
         SemiSupervisedGMM("auto").fit(Xd)

@@ -6,11 +6,14 @@ reduction; each predict maps the estimator's own in-memory method over the block
 So the maths lives in one place, the estimators, and this module only moves it.
 """
 
+import dask.array as da
 import numpy as np
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import backend
+from .. import dask as settings  # SAMPLE_SIZE, read at each call
 from ..statistics import ClassStatistics
 from ..statistics._class_statistics import sorted_unique_labels, union_labels
 from ..utils._dask import not_a_reduction
@@ -81,7 +84,7 @@ def map_method(estimator, method, X, **kwargs):
         meta = np.asarray(getattr(estimator, method)(np.zeros((1, X.shape[1]), X.dtype),
                                                      **kwargs))
     return map_rows(_call, X, state=broadcast(estimator), meta=meta, method=method,
-                    kwargs=kwargs)
+                    kwargs=kwargs, token=f"{type(estimator).__name__}.{method}")
 
 
 def accuracy(estimator, X, y, sample_weight=None):
@@ -145,8 +148,6 @@ def gmm_validate(estimator, X, y):
     X = check_X(X, min_samples=2)
     validate_data(estimator, X, reset=True, skip_check_array=True)
     if y is None:
-        import dask.array as da
-
         fixed = da.full(X.shape[0], -1, dtype=np.int64, chunks=(X.chunks[0],))
         return X, np.array([], dtype=np.int64), fixed, True, None
     y_dtype = y.dtype if hasattr(y, "dtype") else np.asarray(y).dtype
@@ -182,9 +183,6 @@ def gmm_initial_means(X, fixed, n_known, n_components, rng):
     equal the in-memory fit's), else each row with probability
     ``SAMPLE_SIZE / n_unlabelled``.
     """
-    import dask.array as da
-
-    from .. import dask as settings
     from ..discovery._semi_supervised_gmm import _initial_means
 
     means = np.zeros((0, X.shape[1]), dtype=X.dtype)
@@ -323,10 +321,6 @@ def ood_fit_state(estimator, X, y):
     (PALM's sequential EMA, not a reduction, and not used by this score) are fitted by
     the in-memory code on a sample (see :data:`skproto.dask.SAMPLE_SIZE`).
     """
-    import dask.array as da
-    from sklearn.utils import check_random_state
-
-    from .. import dask as settings
     from ..ood._mixture_prototype import _mahalanobis_from_statistics
 
     if estimator.ood_score != "mahalanobis":

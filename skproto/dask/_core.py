@@ -126,7 +126,7 @@ def _arguments(X, vectors, state):
     return args
 
 
-def per_block(func, X, *vectors, state=None, **kwargs):
+def per_block(func, X, *vectors, state=None, token=None, **kwargs):
     """One value per row block: ``func(X_block, *vector_blocks, [state], **kwargs)``.
 
     An object Dask array with one entry per block, to :func:`reduce_blocks` or to
@@ -134,13 +134,13 @@ def per_block(func, X, *vectors, state=None, **kwargs):
     """
     return da.blockwise(
         _run_object, "i", func, None, get_config(), None, kwargs, None,
-        *_arguments(X, vectors, state),
+        *_arguments(X, vectors, state), token=token or func.__name__.strip("_"),
         concatenate=False, adjust_chunks={"i": 1}, dtype=object,
         meta=np.empty((0,), dtype=object),
     )
 
 
-def map_rows(func, X, *vectors, state=None, meta, **kwargs):
+def map_rows(func, X, *vectors, state=None, meta, token=None, **kwargs):
     """A lazy per-row result: ``func`` maps each row block to ``(n_rows,) + tail``.
 
     ``meta`` is a small array with the dtype and the trailing shape of the output.
@@ -150,7 +150,7 @@ def map_rows(func, X, *vectors, state=None, meta, **kwargs):
     new_axes = {out_ind[1 + a]: size for a, size in enumerate(tail)}
     return da.blockwise(
         _run, out_ind, func, None, get_config(), None, kwargs, None,
-        *_arguments(X, vectors, state),
+        *_arguments(X, vectors, state), token=token or func.__name__.strip("_"),
         concatenate=False, new_axes=new_axes, dtype=meta.dtype,
         meta=np.empty((0,) + tail, dtype=meta.dtype),
     )
