@@ -11,6 +11,7 @@ from .. import backend
 from .._base import ValidatedPredictMixin
 from ..utils._state import reset_fitted_state, transactional
 from ._mahalanobis import offset_from_scores, validate_outlier_data
+from ._outlier_api import OutlierDetectorMixin
 
 # KNN+'s k per training sample: k = 50 for CIFAR-10's 50,000 training images and
 # k = 1,000 for ImageNet's 1.28 M (official ``run_cifar.py`` / ``run_imagenet.py``).
@@ -22,7 +23,9 @@ def auto_n_neighbors(n_samples):
     return max(1, math.ceil(_NEIGHBOR_FRACTION * n_samples))
 
 
-class KNNOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator):
+class KNNOODDetector(
+    ValidatedPredictMixin, OutlierDetectorMixin, OutlierMixin, BaseEstimator
+):
     """KNN+ OOD detector: similarity to the k-th nearest training embedding.
 
     The score of Sun et al. (ICML 2022), as the official code (``run_cifar.py``):
@@ -197,32 +200,3 @@ class KNNOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator):
         F = self._features(self._validate_X_predict(X))
         return backend.kth_similarity(F, self.train_features_, self.n_neighbors_,
                                       metric=self._metric(), check_input=False)
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for predicted outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for in-distribution samples, -1 for out-of-distribution ones.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        is_inlier : ndarray of shape (n_samples,)
-        """
-        decision = self.decision_function(X)
-        is_inlier = np.ones(decision.shape[0], dtype=int)
-        is_inlier[decision < 0] = -1
-        return is_inlier

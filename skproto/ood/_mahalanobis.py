@@ -14,6 +14,7 @@ from ..statistics._class_statistics import sorted_unique_labels
 from ..utils._linalg import pinv_whitening
 from ..utils._state import reset_fitted_state, transactional
 from ._covariance import COVARIANCE_ESTIMATORS, NormMoments, estimate_covariance
+from ._outlier_api import OutlierDetectorMixin
 
 
 def validate_outlier_data(estimator, X, y, first, fitted_dtype):
@@ -32,7 +33,9 @@ def offset_from_scores(scores, contamination):
     return float(np.percentile(scores, 100.0 * contamination))
 
 
-class MahalanobisOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator):
+class MahalanobisOODDetector(
+    ValidatedPredictMixin, OutlierDetectorMixin, OutlierMixin, BaseEstimator
+):
     """Mahalanobis-distance OOD detector: class-conditional (MDS), relative (RMDS) or SSD+.
 
     The post-hoc scores that lead OpenOOD's ImageNet leaderboard on ViT features,
@@ -324,47 +327,3 @@ class MahalanobisOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator)
         """
         F = self._features(self._validate_X_predict(X))
         return self._scores_from_state(F, vars(self))
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for predicted outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for in-distribution samples, -1 for out-of-distribution ones.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        is_inlier : ndarray of shape (n_samples,)
-        """
-        decision = self.decision_function(X)
-        is_inlier = np.ones(decision.shape[0], dtype=int)
-        is_inlier[decision < 0] = -1
-        return is_inlier
-
-    def fit_predict(self, X, y=None):
-        """Fit on X (with labels y if given), then :meth:`predict` X.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-            Class labels, passed to :meth:`fit`.
-
-        Returns
-        -------
-        is_inlier : ndarray of shape (n_samples,)
-        """
-        return self.fit(X, y).predict(X)

@@ -17,6 +17,7 @@ from ..backend import l2_normalize as _l2_normalize
 from ..statistics import ClassStatistics
 from ..utils._dask import dask_adapters, is_dask_collection
 from ..utils._state import reset_fitted_state, transactional
+from ._outlier_api import OutlierDetectorMixin
 
 # SSD+ / PALM add this to the per-feature standard deviation before dividing.
 _STD_EPS = 1e-10
@@ -100,7 +101,9 @@ def _mahalanobis_from_statistics(stats, center, dtype):
     return location.astype(dtype), W.astype(dtype)
 
 
-class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstimator):
+class MixturePrototypeOODDetector(
+    ValidatedPredictMixin, OutlierDetectorMixin, OutlierMixin, BaseEstimator
+):
     """Out-of-distribution detector with a mixture of prototypes per class (PALM).
 
     Each in-distribution class is modelled by ``n_prototypes`` unit-norm prototypes
@@ -492,7 +495,7 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         """
         if is_dask_collection(X):
             return dask_adapters().map_method(self, "decision_function", X)
-        return self.score_samples(X) - self.offset_
+        return super().decision_function(X)
 
     def predict(self, X):
         """+1 for in-distribution samples, -1 for out-of-distribution ones.
@@ -507,29 +510,7 @@ class MixturePrototypeOODDetector(ValidatedPredictMixin, OutlierMixin, BaseEstim
         """
         if is_dask_collection(X):
             return dask_adapters().map_method(self, "predict", X)
-        decision = self.decision_function(X)
-        is_inlier = np.ones(decision.shape[0], dtype=int)
-        is_inlier[decision < 0] = -1
-        return is_inlier
-
-    def fit_predict(self, X, y=None):
-        """Fit on X (with labels y if given), then :meth:`predict` X.
-
-        scikit-learn's ``OutlierMixin.fit_predict`` drops ``y``; here it is passed
-        to :meth:`fit`, so ``fit_predict(X, y)`` equals ``fit(X, y).predict(X)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-            Class labels, or None for the unsupervised fit.
-
-        Returns
-        -------
-        is_inlier : ndarray of shape (n_samples,)
-            +1 for inliers, -1 for outliers.
-        """
-        return self.fit(X, y).predict(X)
+        return super().predict(X)
 
     def predict_prototype(self, X):
         """Index (row of ``prototypes_``) of the most similar prototype, by cosine.
