@@ -38,6 +38,12 @@ KERNELS = {
         X, P[:2], PREC, LOGW, "spherical"),
     "mixture_assign": lambda X=X, P=P: backend.mixture_assign(
         X, P[:2], PREC, LOGW, "spherical"),
+    "mixture_em": lambda X=X, P=P: backend.mixture_em(
+        X, P[:2], PREC, LOGW, "spherical", max_iter=2),
+    "mixture_m_step": lambda X=X, P=P: backend.mixture_m_step(
+        np.ones(len(X)), X, np.ones(len(X)), "spherical"),
+    "semi_supervised_kmeans": lambda X=X, P=P: backend.semi_supervised_kmeans(
+        X, P[:2], max_iter=2),
     "balanced_assignment": lambda X=X, P=P: backend.balanced_assignment(X, P),
     "sinkhorn": lambda X=X, P=P: backend.sinkhorn(X),
     "random_features": lambda X=X, P=P: backend.random_features(X, P.T),
@@ -49,14 +55,15 @@ KERNELS = {
         X, P, np.eye(P.shape[1])),
 }
 # Which argument a bad X / P shows up as, per kernel.
-X_NAME = {"sinkhorn": "scores"}
+X_NAME = {"sinkhorn": "scores", "mixture_m_step": "sums"}
 P_NAME = {"log_responsibilities": "means", "mixture_em_statistics": "means",
-          "mixture_assign": "means",
+          "mixture_assign": "means", "mixture_em": "means",
+          "semi_supervised_kmeans": "means",
           "whitened_sq_distance": "center", "mahalanobis_sq_distances": "means",
           "nearest_mahalanobis": "means", "random_features": "W",
           "random_feature_gram": "W", "random_feature_scores": "W"}
 TAKES_P = {"similarity", "assign", "topk", "kth_similarity", "log_responsibilities",
-           "mixture_assign",
+           "mixture_assign", "mixture_em", "semi_supervised_kmeans",
            "mixture_em_statistics", "balanced_assignment", "whitened_sq_distance",
            "mahalanobis_sq_distances", "nearest_mahalanobis", "random_features",
            "random_feature_gram", "random_feature_scores"}

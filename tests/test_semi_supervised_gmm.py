@@ -8,10 +8,6 @@ from sklearn.mixture import GaussianMixture
 import skproto
 from skproto import SemiSupervisedGMM
 from skproto.discovery._estimate_k import _niw_log_marginal_likelihood
-from skproto.discovery._semi_supervised_gmm import (
-    _centred_scatters,
-    _estimate_gaussian_parameters,
-)
 from skproto.metrics import cluster_accuracy
 
 COV_TYPES = ["spherical", "diag", "full"]
@@ -60,15 +56,18 @@ def test_em_step_equals_sklearn_gaussian_mixture(cov_type):
     stats = skproto.backend.mixture_em_statistics(
         X, ref.means_, ref.precisions_cholesky_, np.log(ref.weights_), cov_type
     )
-    nk, sums, sq_sums = stats[1:]
-    scatters = _centred_scatters(nk, sums, sq_sums, cov_type)
-    nk, means, covs = _estimate_gaussian_parameters(nk, sums, scatters, 1e-6, cov_type)
+    weights, means, covs, prec_chol = skproto.backend.mixture_m_step(
+        *stats[1:], cov_type, reg_covar=1e-6, n_samples=X.shape[0]
+    )
     log_norm, log_resp = ref._e_step(X)
     assert stats[0] / len(X) == pytest.approx(log_norm, rel=1e-10)
     ref._m_step(X, log_resp)
     np.testing.assert_allclose(means, ref.means_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(covs, ref.covariances_, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(nk / X.shape[0], ref.weights_, rtol=1e-8)
+    np.testing.assert_allclose(weights, ref.weights_, rtol=1e-8)
+    np.testing.assert_allclose(
+        prec_chol, _compute_precision_cholesky(ref.covariances_, cov_type), rtol=1e-8
+    )
 
 
 @pytest.mark.parametrize("cov_type", COV_TYPES)

@@ -10,7 +10,6 @@ from sklearn.exceptions import ConvergenceWarning
 
 import skproto
 from skproto import MixturePrototypeOODDetector, SemiSupervisedGMM
-from skproto.discovery._semi_supervised_gmm import _compute_precision_cholesky
 
 
 def blobs(seed=0, n_per_class=50, n_features=3, n_classes=3, spread=5.0):
@@ -135,11 +134,25 @@ def test_float64_data_scaled_by_1e20_gives_the_same_fit(cov_type):
 @pytest.mark.parametrize("cov_type, shape", [
     ("full", (2, 3, 3)), ("diag", (2, 3)), ("spherical", (2,)),
 ])
-def test_non_finite_covariances_are_a_clear_error(cov_type, shape):
-    covariances = np.ones(shape) if cov_type != "full" else np.stack([np.eye(3)] * 2)
-    covariances[(0,) * len(shape)] = np.inf
-    with pytest.raises(ValueError, match="covariances became NaN or infinite"):
-        _compute_precision_cholesky(covariances, cov_type)
+@pytest.mark.parametrize("backend_name", ["numpy", "torch"])
+def test_non_finite_covariances_are_a_clear_error(cov_type, shape, backend_name):
+    if backend_name == "torch":
+        pytest.importorskip("torch")
+    # Second moments whose scatter overflows: the M-step's covariances are infinite.
+    moments = np.ones(shape) if cov_type != "full" else np.stack([np.eye(3)] * 2)
+    moments[(0,) * len(shape)] = np.finfo(np.float64).max
+    with skproto.config_context(backend=backend_name, device="cpu"), \
+            np.errstate(over="ignore"):
+        with pytest.raises(ValueError, match="covariances became NaN or infinite"):
+            skproto.backend.mixture_m_step(
+                [1e-300, 1.0], np.ones((2, 3)), moments, cov_type, centred=True
+            )
+        # A singular covariance (no regularisation) is the other clear error.
+        with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+            skproto.backend.mixture_m_step(
+                [2.0, 2.0], np.ones((2, 3)), np.zeros(shape), cov_type, centred=True,
+                reg_covar=0.0,
+            )
 
 
 # ------------------------------------------------------------------ refit

@@ -53,7 +53,19 @@ KERNELS = {
         X, MEANS, np.ones((K_MIX, D)), LOG_W, "diag"),
     "mixture_em_statistics-full": lambda X, c: backend.mixture_em_statistics(
         X, MEANS, FULL, LOG_W, "full"),
+    # Whole runs: every iteration's temporaries within the budget (X itself, held on
+    # the device by the torch loops, is the input: shared, not copied, on a CPU).
+    "mixture_em-diag": lambda X, c: backend.mixture_em(
+        X, MEANS, np.ones((K_MIX, D)), LOG_W, "diag", max_iter=3, tol=0),
+    "mixture_em-full": lambda X, c: backend.mixture_em(
+        X, MEANS, FULL, LOG_W, "full", reg_covar=1e-2, max_iter=2, tol=0),
+    "mixture_em-spherical-fixed": lambda X, c: backend.mixture_em(
+        X, MEANS, np.ones(K_MIX), LOG_W, "spherical", np.where(c < K_MIX, c, -1),
+        max_iter=2, tol=0),
+    "semi_supervised_kmeans": lambda X, c: backend.semi_supervised_kmeans(
+        X, MEANS, np.where(c < K_MIX, c, -1), max_iter=3),
 }
+# mixture_m_step has no rows: its arrays are the (K, D[, D]) parameters.
 
 
 def _numpy_peak(call):
@@ -82,7 +94,8 @@ def _torch_peak(call):
 
 
 def _output_bytes(out):
-    outs = out if isinstance(out, tuple) else (out,)
+    outs = tuple(out.values()) if isinstance(out, dict) else (
+        out if isinstance(out, tuple) else (out,))
     return sum(o.nbytes for o in outs if isinstance(o, np.ndarray))
 
 

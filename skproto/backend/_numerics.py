@@ -16,3 +16,16 @@ def euclidean_scale(P):
     if big == 0.0 or abs(np.log2(big)) < limit:
         return None
     return P.dtype.type(2.0 ** np.floor(np.log2(big)))
+
+
+# The M-step's failure messages, raised by the mixture kernels of both libraries.
+MIXTURE_PRECISION_ERROR = (
+    "Fitting the mixture model failed because some components have ill-defined "
+    "empirical covariance (for instance caused by singleton or collapsed samples). "
+    "Increase reg_covar, decrease n_components, or scale the input data."
+)
+MIXTURE_NONFINITE_ERROR = (
+    "Fitting the mixture model failed: its covariances became NaN or infinite, "
+    "which happens when the squares of the data overflow their dtype. Rescale the "
+    "data (for example L2-normalise it or use StandardScaler) or pass float64."
+)

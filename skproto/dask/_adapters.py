@@ -236,6 +236,32 @@ def gmm_em_statistics(X, means, precisions_chol, log_weights, covariance_type, f
     return reduce_blocks(blocks, add)
 
 
+def gmm_em(estimator, X, fixed, params):
+    """EM on a Dask array: each iteration one distributed E-step pass (its statistics
+    tree-reduced) and the M-step on the client; the loop of
+    :func:`skproto.backend.mixture_em`, whose in-memory runs keep X on the device."""
+    n_samples = X.shape[0]
+    lower_bounds, previous, converged, n_iter = [], -np.inf, False, 0
+    for n_iter in range(1, estimator.max_iter + 1):
+        log_likelihood, nk, sums, sq_sums = gmm_em_statistics(
+            X, params["means"], params["precisions_chol"], np.log(params["weights"]),
+            estimator.covariance_type, fixed,
+        )
+        lower_bound = log_likelihood / n_samples
+        lower_bounds.append(lower_bound)
+        params = estimator._m_step(X, nk, sums, sq_sums, centred=False)
+        if abs(lower_bound - previous) < estimator.tol:
+            converged = True
+            break
+        previous = lower_bound
+    labels, lower_bound = gmm_final_assignment(estimator, X, fixed, params)
+    lower_bounds.append(lower_bound)
+    return dict(
+        params, labels=labels, lower_bound=lower_bound, lower_bounds=lower_bounds,
+        n_iter=n_iter, converged=converged,
+    )
+
+
 def _block_final(X, fixed, estimator, params):
     labels, mean = estimator._final_assignment(X, fixed, params)
     return labels, mean * X.shape[0]

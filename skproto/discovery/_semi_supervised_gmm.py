@@ -1,10 +1,14 @@
 """Semi-supervised Gaussian mixture with split/merge moves, for category discovery (GPC).
 
-The EM loop reads like the paper; the covariance-specific maths lives in the small
-module-level functions below (as in scikit-learn's ``_gaussian_mixture.py``), and the
-E-step runs in the backend kernels (:func:`skproto.backend.mixture_em_statistics`,
-:func:`skproto.backend.log_responsibilities`), so ``config_context(backend="torch")``
-moves it to a GPU.
+The estimator reads like the paper: start from centres or from a hard partition,
+run EM (or semi-supervised k-means), then split/merge moves or a K estimate. The
+runs themselves are backend kernels (:func:`skproto.backend.mixture_em`,
+:func:`skproto.backend.semi_supervised_kmeans`, with the M-step
+:func:`skproto.backend.mixture_m_step`), where the covariance-specific maths lives in
+small functions named after what they compute (as in scikit-learn's
+``_gaussian_mixture.py``); with ``config_context(backend="torch")`` a whole run stays
+on the device. On a Dask array, EM runs one distributed E-step pass per iteration
+(``skproto/dask``).
 """
 
 import copy
@@ -13,7 +17,6 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from scipy import linalg
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, column_or_1d
@@ -27,19 +30,6 @@ from ..statistics import ClassStatistics
 from ..utils._dask import dask_adapters, is_dask_collection
 from ..utils._state import reset_fitted_state, transactional
 from . import _estimate_k
-
-_PRECISION_ERROR = (
-    "Fitting the mixture model failed because some components have ill-defined "
-    "empirical covariance (for instance caused by singleton or collapsed samples). "
-    "Increase reg_covar, decrease n_components, or scale the input data."
-)
-
-_NONFINITE_ERROR = (
-    "Fitting the mixture model failed: its covariances became NaN or infinite, "
-    "which happens when the squares of the data overflow their dtype. Rescale the "
-    "data (for example L2-normalise it or use StandardScaler) or pass float64."
-)
-
 
 def _check_squares_fit(X):
     """ValueError unless the squared distances of X fit its dtype.
@@ -84,40 +74,8 @@ def _label_dtype(dtype, largest):
 
 
 # ---------------------------------------------------------------------------------
-# Covariance-specific maths (M-step and precisions), one small function each.
+# Statistics of a hard partition (the start of a run); the M-step is the backend's.
 # ---------------------------------------------------------------------------------
-
-
-def _estimate_gaussian_parameters(nk, sums, scatters, reg_covar, covariance_type):
-    """ML weights, means and covariances from counts, sums and centred scatters.
-
-    ``scatters`` are the (responsibility-weighted) second moments around each
-    component's mean: ``(K, D, D)`` (full), ``(K, D)`` (diag) or ``(K,)``, the trace
-    (spherical). :func:`_centred_scatters` makes them from one EM pass;
-    :func:`_partition_statistics` from a hard partition.
-    """
-    n_features = sums.shape[1]
-    nk = nk + 10 * np.finfo(np.float64).eps  # an empty component stays finite
-    means = sums / nk[:, None]
-    if covariance_type == "full":
-        covariances = scatters / nk[:, None, None]
-        covariances = 0.5 * (covariances + covariances.transpose(0, 2, 1))
-        covariances += reg_covar * np.eye(n_features)
-    elif covariance_type == "diag":
-        covariances = np.maximum(scatters / nk[:, None], 0) + reg_covar
-    else:  # spherical: the mean of the diagonal variances
-        covariances = np.maximum(scatters / nk / n_features, 0) + reg_covar
-    return nk, means, covariances
-
-
-def _centred_scatters(nk, sums, sq_sums, covariance_type):
-    """Raw second moments of an EM pass -> scatters around the component means."""
-    nk = nk + 10 * np.finfo(np.float64).eps
-    if covariance_type == "full":
-        return sq_sums - np.einsum("kd,ke->kde", sums, sums) / nk[:, None, None]
-    if covariance_type == "diag":
-        return sq_sums - sums**2 / nk[:, None]
-    return sq_sums - (sums**2).sum(axis=1) / nk
 
 
 def _partition_statistics(X, labels, n_components, covariance_type):
@@ -147,28 +105,6 @@ def _total_covariance(stats, reg_covar, covariance_type):
     if covariance_type == "diag":
         return total + reg_covar
     return total.mean() + reg_covar
-
-
-def _compute_precision_cholesky(covariances, covariance_type):
-    """Cholesky factor ``L`` of each precision (``P = L L^T``), as scikit-learn stores it."""
-    if not np.all(np.isfinite(covariances)):
-        # Checked here, before scipy's Cholesky reports it in its own words.
-        raise ValueError(_NONFINITE_ERROR)
-    if covariance_type == "full":
-        n_components, n_features, _ = covariances.shape
-        precisions_chol = np.empty_like(covariances)
-        for k in range(n_components):
-            try:
-                cov_chol = linalg.cholesky(covariances[k], lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(_PRECISION_ERROR) from None
-            precisions_chol[k] = linalg.solve_triangular(
-                cov_chol, np.eye(n_features), lower=True
-            ).T
-        return precisions_chol
-    if np.any(covariances <= 0.0):
-        raise ValueError(_PRECISION_ERROR)
-    return 1.0 / np.sqrt(covariances)
 
 
 class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
@@ -683,7 +619,9 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         """Semi-supervised k-means labels (k-means++ seeds), the K estimators' clustering."""
         n_known = int(fixed.max()) + 1 if fixed.size and fixed.max() >= 0 else 0
         means = _initial_means(X, fixed, n_known, n_components, np.random.RandomState(seed))
-        return _lloyd(X, fixed, means, self.max_iter)[0]
+        return backend.semi_supervised_kmeans(
+            X, means, fixed, max_iter=self.max_iter, check_input=False
+        )[0]
 
     def _fit(self, X, fixed, n_known):
         rng = check_random_state(self.random_state)
@@ -748,80 +686,52 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
         stats, nk, sums, scatters = _partition_statistics(
             X, labels, n_components, self.covariance_type
         )
-        params = self._m_step(X, nk, sums, scatters)
-        empty = nk == 0
-        if empty.any():
+        empty = {}
+        if means_fallback is not None and (nk == 0).any():
             # A centre that won no sample keeps its position and gets the data's spread.
-            params["means"][empty] = means_fallback[empty]
-            params["covariances"][empty] = _total_covariance(
-                stats, self.reg_covar, self.covariance_type
+            empty = dict(
+                empty_means=means_fallback,
+                empty_covariance=_total_covariance(stats, self.reg_covar, self.covariance_type),
             )
-            params["precisions_chol"] = _compute_precision_cholesky(
-                params["covariances"], self.covariance_type
-            )
-        return self._em(X, fixed, params)
+        return self._em(X, fixed, self._m_step(X, nk, sums, scatters, centred=True, **empty))
 
-    def _m_step(self, X, nk, sums, scatters):
-        nk, means, covariances = _estimate_gaussian_parameters(
-            nk, sums, scatters, self.reg_covar, self.covariance_type
+    def _m_step(self, X, nk, sums, second_moments, *, centred, **empty):
+        weights, means, covariances, precisions_chol = backend.mixture_m_step(
+            nk, sums, second_moments, self.covariance_type, centred=centred,
+            reg_covar=self.reg_covar, n_samples=X.shape[0], check_input=False, **empty,
         )
-        return dict(
-            weights=nk / X.shape[0],
-            means=means,
-            covariances=covariances,
-            precisions_chol=_compute_precision_cholesky(covariances, self.covariance_type),
-        )
+        return dict(weights=weights, means=means, covariances=covariances,
+                    precisions_chol=precisions_chol)
 
     def _em(self, X, fixed, params):
         """EM with labelled samples fixed to their component (GPC, soft assignment)."""
-        n_samples = X.shape[0]
-        lower_bounds, previous, converged = [], -np.inf, False
-        n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
-            # E-step at the current parameters, reduced straight into the M-step sums.
-            log_likelihood, nk, sums, sq_sums = _em_statistics(
-                X, params["means"], params["precisions_chol"], np.log(params["weights"]),
-                self.covariance_type, fixed,
-            )
-            lower_bound = log_likelihood / n_samples
-            lower_bounds.append(lower_bound)
-            params = self._m_step(
-                X, nk, sums, _centred_scatters(nk, sums, sq_sums, self.covariance_type)
-            )
-            if abs(lower_bound - previous) < self.tol:
-                converged = True
-                break
-            previous = lower_bound
-        labels, lower_bound = self._final_assignment(X, fixed, params)
-        lower_bounds.append(lower_bound)
-        return dict(
-            params, labels=labels, lower_bound=lower_bound, lower_bounds=lower_bounds,
-            n_iter=n_iter, converged=converged,
+        if is_dask_collection(X):  # one distributed E-step pass per iteration
+            return dask_adapters().gmm_em(self, X, fixed, params)
+        return backend.mixture_em(
+            X, params["means"], params["precisions_chol"], np.log(params["weights"]),
+            self.covariance_type, fixed, reg_covar=self.reg_covar, max_iter=self.max_iter,
+            tol=self.tol, check_input=False,
         )
 
     def _final_assignment(self, X, fixed, params):
+        """Most probable (or fixed) component per sample and the mean objective."""
         if is_dask_collection(X):
             return dask_adapters().gmm_final_assignment(self, X, fixed, params)
-        log_resp, log_norm = backend.log_responsibilities(
+        labels, per_sample = backend.mixture_assign(
             X, params["means"], params["precisions_chol"], np.log(params["weights"]),
-            self.covariance_type,
-        check_input=False)
-        labels = np.argmax(log_resp, axis=1)
-        is_fixed = fixed >= 0
-        labels[is_fixed] = fixed[is_fixed]
-        per_sample = log_norm.astype(np.float64)
-        # Labelled samples contribute log p(x, y) = log p(y | x) + log p(x).
-        per_sample[is_fixed] += log_resp[is_fixed, fixed[is_fixed]]
-        return labels, float(per_sample.mean())
+            self.covariance_type, fixed, check_input=False,
+        )
+        # log p(x) for unlabelled samples, log p(x, y) for labelled ones.
+        return labels, float(per_sample.astype(np.float64).mean())
 
     def _semi_supervised_kmeans(self, X, fixed, means):
         """GPC's ``K_Means.fit_mix``: labelled samples stay with their class's centre."""
-        labels, means, converged, n_iter = _lloyd(X, fixed, means, self.max_iter)
-        inertia = float(
-            ((X.astype(np.float64) - means[labels]) ** 2).sum()
+        labels, means, inertia, n_iter, converged = backend.semi_supervised_kmeans(
+            X, means, fixed, max_iter=self.max_iter, check_input=False
         )
         params = self._m_step(
-            X, *_partition_statistics(X, labels, means.shape[0], self.covariance_type)[1:]
+            X, *_partition_statistics(X, labels, means.shape[0], self.covariance_type)[1:],
+            centred=True,
         )
         params["means"] = means  # the k-means centres (equal to the partition means)
         _, lower_bound = self._final_assignment(X, fixed, params)
@@ -926,41 +836,6 @@ class SemiSupervisedGMM(ValidatedPredictMixin, ClusterMixin, BaseEstimator):
 # ---------------------------------------------------------------------------------
 # Initialisation and moves (module-level: they only need arrays).
 # ---------------------------------------------------------------------------------
-
-
-def _lloyd(X, fixed, means, max_iter):
-    """Semi-supervised k-means: nearest centre for free samples, centres = means.
-
-    Returns the labels, the centres, whether no assignment changed before
-    ``max_iter`` iterations, and the number of iterations.
-    """
-    labels, converged, n_iter = None, False, 0
-    for n_iter in range(1, max_iter + 1):
-        new_labels = _assign_nearest(X, fixed, means)
-        if labels is not None and np.array_equal(new_labels, labels):
-            converged = True
-            break
-        labels = new_labels
-        sums, counts = backend.group_sum(X, labels, means.shape[0], check_input=False)
-        # An empty component keeps its centre.
-        means = np.where(
-            counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], means
-        )
-    if not converged:
-        labels = _assign_nearest(X, fixed, means)
-    return labels, means, converged, n_iter
-
-
-def _em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed):
-    """The E-step statistics of one EM iteration: sums over the samples (any blocks)."""
-    if is_dask_collection(X):  # per block, then a tree reduction
-        return dask_adapters().gmm_em_statistics(
-            X, means, precisions_chol, log_weights, covariance_type, fixed
-        )
-    return backend.mixture_em_statistics(
-        X, means, precisions_chol, log_weights, covariance_type, fixed,
-        check_input=False,
-    )
 
 
 def _assign_nearest(X, fixed, means):

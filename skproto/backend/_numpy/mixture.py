@@ -1,83 +1,190 @@
-"""NumPy mixture-model kernels (SemiSupervisedGMM): E-step, EM statistics, prediction."""
+"""NumPy mixture-model kernels (SemiSupervisedGMM): E-step, M-step, EM, k-means, prediction.
+
+The E-step kernels work in cache-sized row blocks: each block's GEMM writes a score
+block of a few MiB that the passes after it (shift, clamp, log-sum-exp, exp, the
+normalisation) read while it is still in cache, instead of streaming a block of
+hundreds of MiB from main memory once per pass. The per-component constants are
+folded into the GEMM's weights (the factor 1/2 of the quadratic form) or into one
+broadcast pass. The EM and k-means loops (:func:`mixture_em`,
+:func:`semi_supervised_kmeans`) are the estimator's former host loops, moved here;
+their torch twins run the same maths on the device.
+"""
 
 import numpy as np
+from scipy import linalg
+from threadpoolctl import ThreadpoolController
 
-from .._dispatch import row_chunks
+from .._dispatch import cache_block_rows, row_chunks
+from .._numerics import MIXTURE_NONFINITE_ERROR, MIXTURE_PRECISION_ERROR
 from ._common import row_norms_sq
+from .distances import assign as _assign
+from .statistics import group_sum as _group_sum
+
+_LOG_2PI = float(np.log(2 * np.pi))
+# An empty component stays finite: its count is never exactly 0 in a division.
+_EPS_COUNT = 10 * np.finfo(np.float64).eps
+# Past this many rows a block only costs memory. A power of two: blocks then start at
+# the same rows whatever multiple of it the data is cut into (Dask blocks of 8192 rows
+# round their float32 partial sums as the in-memory fit does).
+MAX_BLOCK_ROWS = 8192
 
 
-def _mixture_chunks(X, n_components, covariance_type, working_memory):
-    # One chunk holds X, X**2 (diag) and about four (rows x components) blocks; the
-    # full-covariance loop adds one (rows x features) block per component.
-    extra = X.shape[1] if covariance_type in ("diag", "full") else 0
-    row_bytes = X.itemsize * (X.shape[1] + extra + 4 * n_components)
-    # Past a few thousand rows a bigger chunk only costs memory, not GEMM speed.
-    return row_chunks(X.shape[0], row_bytes, working_memory, max_rows=8192)
+# ---------------------------------------------------------------------------------
+# Row blocks
+# ---------------------------------------------------------------------------------
 
 
-class _PreparedGaussians:
-    """Per-call constants of a Gaussian mixture, so each row chunk costs one GEMM.
+def _feature_columns(covariance_type, n_components, n_features):
+    """Columns of the per-block copy besides the scores: ``[x, x^2]`` (diag), the
+    ``K * D`` projections ``x L_k`` (full), none (spherical: the GEMM reads X)."""
+    return {
+        "diag": 2 * n_features, "full": n_components * n_features, "spherical": 0,
+    }[covariance_type]
 
-    ``weighted_log_prob(Xc)`` is ``log w_k + log N(x | mean_k, cov_k)`` for the rows of
-    ``Xc``; spherical and diagonal covariances expand the quadratic form into
-    ``x^2 . p_k - 2 x . (m_k p_k) + m_k^2 . p_k`` (one GEMM on ``[x, x^2]``), full
-    covariances apply each component's Cholesky factor of the precision.
+
+def block_rows(row_bytes, budget_row_bytes, n_rows, working_memory):
+    """Row slices: cache-sized (a power of two) and within ``working_memory``.
+
+    ``row_bytes`` are what should stay in cache between the GEMM and the passes after
+    it; ``budget_row_bytes`` all the temporaries of a row, which ``working_memory``
+    bounds.
     """
+    rows = min(MAX_BLOCK_ROWS, cache_block_rows(row_bytes))
+    rows = 1 << (int(rows).bit_length() - 1)  # the power of two at or below
+    return row_chunks(n_rows, budget_row_bytes, working_memory, max_rows=rows)
 
-    def __init__(self, constants, dtype):
-        # The constants are float64 arrays computed once by the dispatcher
-        # (skproto.backend._mixture.gaussian_constants); the loop runs in X's dtype.
-        self.covariance_type = constants["covariance_type"]
+
+def _mixture_blocks(X, n_components, covariance_type, working_memory, n_score_blocks=2):
+    """Blocks of an E-step kernel and the size of the largest one."""
+    n_rows, n_features = X.shape
+    extra = _feature_columns(covariance_type, n_components, n_features)
+    cached = X.itemsize * (extra + n_score_blocks * n_components)
+    # The block of X itself (a copy when X is not contiguous), the copy above and
+    # up to four (rows x components) blocks.
+    budget = X.itemsize * (n_features + extra + 4 * n_components)
+    blocks = block_rows(cached, budget, n_rows, working_memory)
+    return blocks, max((b.stop - b.start for b in blocks), default=0)
+
+
+# ---------------------------------------------------------------------------------
+# The Gaussians of one call
+# ---------------------------------------------------------------------------------
+
+
+def gaussian_constants(means, precisions_chol, log_weights, covariance_type):
+    """Float64 constants of a mixture, so that each row block costs one GEMM.
+
+    ``log w_k + log N(x | m_k, P_k^-1)`` is ``const_k - q_k(x) / 2`` with ``q_k`` the
+    quadratic form. Spherical and diagonal precisions expand ``q_k / 2`` into
+    ``x^2 . p_k / 2 - x . (m_k p_k) + m_k^2 . p_k / 2``: ``W`` (the GEMM's weights,
+    on ``[x, x^2]`` for diag) and ``half_quad`` hold the factor 1/2, so that no pass
+    scales the scores. Full precisions stack the Cholesky factors side by side
+    (``chol``, ``(D, K * D)``: one GEMM for all components) with their ``shift``
+    ``m_k L_k``.
+    """
+    n_components, n_features = means.shape
+    means = np.asarray(means, dtype=np.float64)
+    pc = np.asarray(precisions_chol, dtype=np.float64)
+    constants = {}
+    if covariance_type == "full":
+        log_det = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
+        # Columns k * D .. (k + 1) * D are L_k: (x @ chol)[k * D + e] = (x L_k)[e].
+        constants["chol"] = pc.transpose(1, 0, 2).reshape(n_features, -1)
+        constants["shift"] = np.einsum("kd,kde->ke", means, pc).reshape(-1)
+    elif covariance_type == "diag":
+        prec = pc**2
+        log_det = np.log(pc).sum(axis=1)
+        # [x, x^2] @ W = x . (m p) - x^2 . p / 2
+        constants["W"] = np.concatenate([means * prec, -0.5 * prec], axis=1).T
+        constants["half_quad"] = 0.5 * (means**2 * prec).sum(axis=1)
+    else:  # spherical
+        prec = pc**2
+        log_det = n_features * np.log(pc)
+        constants["W"] = (means * prec[:, None]).T
+        constants["half_prec"] = 0.5 * prec
+        constants["half_quad"] = 0.5 * (means**2).sum(axis=1) * prec
+    # log w_k + log det(L_k) - D/2 log(2 pi); the quadratic form is added per row.
+    constants["const"] = (
+        np.asarray(log_weights, dtype=np.float64) + log_det - 0.5 * n_features * _LOG_2PI
+    )
+    return constants
+
+
+class _Gaussians:
+    """A mixture's constants in X's dtype, and ``log w_k + log N(x | k)`` of a block."""
+
+    def __init__(self, means, precisions_chol, log_weights, covariance_type, dtype):
+        self.covariance_type = covariance_type
+        self.n_components, self.n_features = means.shape
+        # The means in X's dtype, as the public kernels take them (the loops pass the
+        # float64 M-step means).
+        means = np.asarray(means).astype(dtype)
+        constants = gaussian_constants(means, precisions_chol, log_weights, covariance_type)
         for name, value in constants.items():
-            if name != "covariance_type":
-                setattr(self, name, np.ascontiguousarray(value.astype(dtype)))
+            setattr(self, name, np.ascontiguousarray(value.astype(dtype)))
 
-    def features(self, Xc, buffer=None):
-        """What the GEMM multiplies: ``[x, x^2]`` for diag, ``x`` otherwise.
+    def buffers(self, n_rows, dtype):
+        """Per-call buffers (reused by every block: fresh ones cost page faults).
 
-        ``buffer`` (at least ``rows x 2 n_features``) is reused across chunks: fresh
-        allocations of this size cost more in page faults than the copy itself.
+        ``tmp`` is flat, so that :func:`_rows_view` gives a contiguous block of any
+        width: the scores' scratch copy, or the ``K * D`` projections (full).
         """
+        K = self.n_components
+        tmp_cols = K * self.n_features if self.covariance_type == "full" else K
+        return {
+            "wlp": np.empty((n_rows, K), dtype=dtype),
+            "tmp": np.empty(n_rows * tmp_cols, dtype=dtype),
+            "features": (np.empty((n_rows, 2 * self.n_features), dtype=dtype)
+                         if self.covariance_type == "diag" else None),
+        }
+
+    def features(self, Xc, buffers):
+        """What the GEMM multiplies: ``[x, x^2]`` for diag, the block itself otherwise."""
         if self.covariance_type != "diag":
             return Xc
         n_rows, n_features = Xc.shape
-        if buffer is None:
-            buffer = np.empty((n_rows, 2 * n_features), dtype=Xc.dtype)
-        F = buffer[:n_rows]
+        F = buffers["features"][:n_rows]
         F[:, :n_features] = Xc
         np.multiply(Xc, Xc, out=F[:, n_features:])
         return F
 
-    def weighted_log_prob(self, Xc, features=None, out=None):
-        if features is None:
-            features = self.features(Xc)
-        if out is None:
-            out = np.empty((Xc.shape[0], self.const.shape[0]), dtype=Xc.dtype)
-        out = out[: Xc.shape[0]]
+    def weighted_log_prob(self, Xc, F, buffers, out=None):
+        """``log w_k + log N(x | k)`` of the block's rows, in ``out`` (or a buffer)."""
+        n_rows = Xc.shape[0]
+        out = buffers["wlp"][:n_rows] if out is None else out
         if self.covariance_type == "full":
-            for k in range(self.chol.shape[0]):
-                Y = Xc @ self.chol[k]
-                Y -= self.shift[k]
-                out[:, k] = np.einsum("ij,ij->i", Y, Y)
+            Y = _rows_view(buffers["tmp"], n_rows, self.chol.shape[1])
+            np.matmul(Xc, self.chol, out=Y)
+            Y -= self.shift
+            np.multiply(Y, Y, out=Y)
+            np.sum(Y.reshape(n_rows, self.n_components, self.n_features), axis=2, out=out)
             out *= -0.5
             out += self.const
             return out
-        np.matmul(features, self.W, out=out)
+        np.matmul(F, self.W, out=out)
         if self.covariance_type == "spherical":
-            out -= np.outer(row_norms_sq(Xc), self.prec)
-        # out = -(quadratic form); its expansion can round below 0 where the exact
+            outer = _rows_view(buffers["tmp"], n_rows, self.n_components)
+            np.multiply.outer(row_norms_sq(Xc), self.half_prec, out=outer)
+            out -= outer
+        # out = -(quadratic form) / 2; its expansion can round above 0 where the exact
         # value is ~0: clamp, as the distance kernels do.
-        out -= self.quad_const
+        out -= self.half_quad
         np.minimum(out, 0, out=out)
-        out *= 0.5
         out += self.const
         return out
 
 
-def _logsumexp_rows(A):
+def _rows_view(flat, n_rows, n_cols):
+    """A C-contiguous ``(n_rows, n_cols)`` view of the start of a flat buffer."""
+    return flat[: n_rows * n_cols].reshape(n_rows, n_cols)
+
+
+def _logsumexp_rows(A, tmp):
     top = A.max(axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0)
-    return (np.log(np.exp(A - top).sum(axis=1, keepdims=True)) + top)[:, 0]
+    E = np.subtract(A, top, out=_rows_view(tmp, *A.shape))
+    np.exp(E, out=E)
+    return (np.log(E.sum(axis=1, keepdims=True)) + top)[:, 0]
 
 
 _EXP_FLOOR = {np.float32: np.float32(-80.0), np.float64: np.float64(-700.0)}
@@ -98,88 +205,295 @@ def _normalise_rows(wlp):
     return wlp, (np.log(total) + top)[:, 0]
 
 
-def log_responsibilities(X, constants, working_memory):
+def _overflowed_rows(X, log_norm):
+    """float32 rows whose log-densities overflowed (-inf or NaN), else None.
+
+    Far from every component, the quadratic forms of float32 data can exceed the
+    float32 range: every log-probability of the row is then -inf and its
+    responsibilities NaN. Those rows (rare) are recomputed in float64: their
+    responsibilities and most probable component are then right, and ``log p(x)``
+    rounds to -inf in float32 only where it is below the float32 range.
+    """
+    if X.dtype != np.float32:
+        return None
+    bad = ~np.isfinite(log_norm)
+    return bad if bad.any() else None
+
+
+# ---------------------------------------------------------------------------------
+# E-step kernels
+# ---------------------------------------------------------------------------------
+
+
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type,
+                         working_memory):
     """Log posterior of each component per row, and the row's log-likelihood."""
-    prepared = _PreparedGaussians(constants, X.dtype)
-    n_components = constants["const"].shape[0]
-    log_resp = np.empty((X.shape[0], n_components), dtype=X.dtype)
+    g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
+    log_resp = np.empty((X.shape[0], g.n_components), dtype=X.dtype)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
-    for rows in _mixture_chunks(X, n_components, prepared.covariance_type, working_memory):
-        wlp = prepared.weighted_log_prob(X[rows], out=log_resp[rows])  # in place
-        norm = _logsumexp_rows(wlp)
+    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory)
+    buffers = g.buffers(max_rows, X.dtype)
+    for rows in blocks:
+        Xc = X[rows]
+        wlp = g.weighted_log_prob(Xc, g.features(Xc, buffers), buffers, out=log_resp[rows])
+        norm = _logsumexp_rows(wlp, buffers["tmp"])
         wlp -= norm[:, None]
         log_norm[rows] = norm
+    bad = _overflowed_rows(X, log_norm)
+    if bad is not None:
+        log_resp[bad], log_norm[bad] = log_responsibilities(
+            X[bad].astype(np.float64), means, precisions_chol, log_weights,
+            covariance_type, working_memory,
+        )
     return log_resp, log_norm
 
 
-def mixture_assign(X, constants, working_memory):
-    """Argmax component and log-likelihood per row; one (rows x components) block at a time."""
-    prepared = _PreparedGaussians(constants, X.dtype)
-    n_components = constants["const"].shape[0]
+def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, fixed,
+                   working_memory):
+    """Most probable (or fixed) component and log-likelihood per row, block by block."""
+    g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
     index = np.empty(X.shape[0], dtype=np.int64)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
-    chunks = _mixture_chunks(X, n_components, prepared.covariance_type, working_memory)
-    max_rows = max((c.stop - c.start for c in chunks), default=0)
-    # One buffer for every chunk's scores (and [x, x^2] for diag), as in the EM pass.
-    wlp_buffer = np.empty((max_rows, n_components), dtype=X.dtype)
-    feats_buffer = (
-        np.empty((max_rows, 2 * X.shape[1]), dtype=X.dtype)
-        if prepared.covariance_type == "diag"
-        else None
-    )
-    for rows in chunks:
+    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory)
+    buffers = g.buffers(max_rows, X.dtype)
+    for rows in blocks:
         Xc = X[rows]
-        wlp = prepared.weighted_log_prob(Xc, prepared.features(Xc, feats_buffer), wlp_buffer)
+        wlp = g.weighted_log_prob(Xc, g.features(Xc, buffers), buffers)
         index[rows] = np.argmax(wlp, axis=1)
-        log_norm[rows] = _logsumexp_rows(wlp)
+        log_norm[rows] = _logsumexp_rows(wlp, buffers["tmp"])
+        if fixed is not None:
+            local = np.flatnonzero(fixed[rows] >= 0)
+            if local.size:
+                component = fixed[rows][local]
+                index[rows.start + local] = component
+                log_norm[rows.start + local] = wlp[local, component]
+    bad = _overflowed_rows(X, log_norm)
+    if bad is not None:
+        index[bad], log_norm[bad] = mixture_assign(
+            X[bad].astype(np.float64), means, precisions_chol, log_weights,
+            covariance_type, None if fixed is None else fixed[bad], working_memory,
+        )
     return index, log_norm
 
 
-def mixture_em_statistics(X, constants, fixed, working_memory):
-    """One pass of EM: E-step responsibilities folded into the M-step's sums."""
-    prepared = _PreparedGaussians(constants, X.dtype)
-    covariance_type = prepared.covariance_type
-    n_components, n_features = constants["const"].shape[0], X.shape[1]
-    nk = np.zeros(n_components)
-    sums = np.zeros((n_components, n_features))
-    if covariance_type == "full":
-        sq_sums = np.zeros((n_components, n_features, n_features))
-    elif covariance_type == "diag":
-        sq_sums = np.zeros((n_components, n_features))
-    else:
-        sq_sums = np.zeros(n_components)
-    log_likelihood = 0.0
-    chunks = list(_mixture_chunks(X, n_components, covariance_type, working_memory))
-    max_rows = max((c.stop - c.start for c in chunks), default=0)
-    feats_buffer = (
-        np.empty((max_rows, 2 * n_features), dtype=X.dtype) if covariance_type == "diag" else None
-    )
-    wlp_buffer = np.empty((max_rows, n_components), dtype=X.dtype)
-    for rows in chunks:
-        Xc = X[rows]
-        feats = prepared.features(Xc, feats_buffer)
-        wlp = prepared.weighted_log_prob(Xc, feats, wlp_buffer)
-        fixed_c = fixed[rows]
-        idx = np.flatnonzero(fixed_c >= 0)
-        fixed_ll = wlp[idx, fixed_c[idx]] if idx.size else None
-        resp, norm = _normalise_rows(wlp)
-        if idx.size:
-            norm[idx] = fixed_ll
-            resp[idx] = 0
-            resp[idx, fixed_c[idx]] = 1
-        log_likelihood += float(norm.sum(dtype=np.float64))
-        nk += resp.sum(axis=0, dtype=np.float64)
-        # (F^T R)^T: BLAS handles this layout faster than R^T F.
-        moments = (feats.T @ resp).T
-        if covariance_type == "diag":
-            sums += moments[:, :n_features]
-            sq_sums += moments[:, n_features:]
-        else:
-            sums += moments
-            if covariance_type == "spherical":
-                sq_sums += row_norms_sq(Xc) @ resp
-            else:
-                for k in range(n_components):
-                    sq_sums[k] += (Xc * resp[:, k : k + 1]).T @ Xc
-    return log_likelihood, nk, sums, sq_sums
+def _zero_statistics(covariance_type, n_components, n_features):
+    sq_shape = {
+        "full": (n_components, n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+    return [0.0, np.zeros(n_components), np.zeros((n_components, n_features)),
+            np.zeros(sq_shape)]
 
+
+def _add_block_statistics(stats, g, Xc, F, fixed_c, buffers):
+    """E-step of one block, its responsibilities reduced into ``stats`` (float64)."""
+    ll, nk, sums, sq_sums = stats
+    n_rows, n_features = Xc.shape
+    wlp = g.weighted_log_prob(Xc, F, buffers)
+    idx = np.flatnonzero(fixed_c >= 0)
+    fixed_ll = wlp[idx, fixed_c[idx]] if idx.size else None
+    resp, norm = _normalise_rows(wlp)
+    if idx.size:
+        norm[idx] = fixed_ll
+        resp[idx] = 0
+        resp[idx, fixed_c[idx]] = 1
+    stats[0] = ll + float(norm.sum(dtype=np.float64))
+    nk += resp.sum(axis=0, dtype=np.float64)
+    # (F^T R)^T: BLAS handles this layout faster than R^T F.
+    moments = (F.T @ resp).T
+    if g.covariance_type == "diag":
+        sums += moments[:, :n_features]
+        sq_sums += moments[:, n_features:]
+        return
+    sums += moments
+    if g.covariance_type == "spherical":
+        sq_sums += row_norms_sq(Xc) @ resp
+        return
+    # sum_i r_ik x_i x_i^T for all k in one GEMM: rows r_ik x_i, side by side per k.
+    K = g.n_components
+    Z = _rows_view(buffers["tmp"], n_rows, K * n_features)
+    np.multiply(resp[:, :, None], Xc[:, None, :], out=Z.reshape(n_rows, K, n_features))
+    sq_sums += (Z.T @ Xc).reshape(K, n_features, n_features)
+
+
+def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed,
+                          working_memory):
+    """One pass of EM: E-step responsibilities folded into the M-step's sums."""
+    g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
+    stats = _zero_statistics(covariance_type, g.n_components, X.shape[1])
+    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory,
+                                       n_score_blocks=1)
+    buffers = g.buffers(max_rows, X.dtype)
+    for rows in blocks:
+        Xc = X[rows]
+        _add_block_statistics(stats, g, Xc, g.features(Xc, buffers), fixed[rows], buffers)
+    return tuple(stats)
+
+
+# ---------------------------------------------------------------------------------
+# M-step: the covariance-specific maths, one small function each
+# ---------------------------------------------------------------------------------
+
+
+def centred_scatters(nk, sums, sq_sums, covariance_type):
+    """Raw second moments of an EM pass -> scatters around the component means."""
+    nk = nk + _EPS_COUNT
+    if covariance_type == "full":
+        return sq_sums - np.einsum("kd,ke->kde", sums, sums) / nk[:, None, None]
+    if covariance_type == "diag":
+        return sq_sums - sums**2 / nk[:, None]
+    return sq_sums - (sums**2).sum(axis=1) / nk
+
+
+def estimate_gaussian_parameters(nk, sums, scatters, reg_covar, covariance_type):
+    """ML counts, means and covariances from counts, sums and centred scatters.
+
+    ``scatters`` are the (responsibility-weighted) second moments around each
+    component's mean: ``(K, D, D)`` (full), ``(K, D)`` (diag) or ``(K,)``, the trace
+    (spherical).
+    """
+    n_features = sums.shape[1]
+    nk = nk + _EPS_COUNT
+    means = sums / nk[:, None]
+    if covariance_type == "full":
+        covariances = scatters / nk[:, None, None]
+        covariances = 0.5 * (covariances + covariances.transpose(0, 2, 1))
+        covariances += reg_covar * np.eye(n_features)
+    elif covariance_type == "diag":
+        covariances = np.maximum(scatters / nk[:, None], 0) + reg_covar
+    else:  # spherical: the mean of the diagonal variances
+        covariances = np.maximum(scatters / nk / n_features, 0) + reg_covar
+    return nk, means, covariances
+
+
+_THREADPOOLS = []
+
+
+def _one_blas_thread():
+    """BLAS limited to one thread for the calls inside (threadpoolctl, as scikit-learn's
+    KMeans does), with the controller built once (building it costs milliseconds)."""
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
+
+
+def precision_cholesky(covariances, covariance_type):
+    """Cholesky factor ``L`` of each precision (``P = L L^T``), as scikit-learn stores it."""
+    if not np.all(np.isfinite(covariances)):
+        # Checked here, before scipy's Cholesky reports it in its own words.
+        raise ValueError(MIXTURE_NONFINITE_ERROR)
+    if covariance_type == "full":
+        n_components, n_features, _ = covariances.shape
+        precisions_chol = np.empty_like(covariances)
+        # One small factorisation per component: BLAS threads only cost here
+        # (measured on 2 cores, one busy: D = 12 to 512, 1.5x-6x slower with 2).
+        with _one_blas_thread():
+            for k in range(n_components):
+                try:
+                    cov_chol = linalg.cholesky(covariances[k], lower=True)
+                except linalg.LinAlgError:
+                    raise ValueError(MIXTURE_PRECISION_ERROR) from None
+                precisions_chol[k] = linalg.solve_triangular(
+                    cov_chol, np.eye(n_features), lower=True
+                ).T
+        return precisions_chol
+    if np.any(covariances <= 0.0):
+        raise ValueError(MIXTURE_PRECISION_ERROR)
+    return 1.0 / np.sqrt(covariances)
+
+
+def mixture_m_step(counts, sums, second_moments, covariance_type, centred, reg_covar,
+                   n_samples, empty_means, empty_covariance):
+    """Weights, means, covariances and precision Cholesky factors (float64)."""
+    scatters = second_moments if centred else centred_scatters(
+        counts, sums, second_moments, covariance_type
+    )
+    nk, means, covariances = estimate_gaussian_parameters(
+        counts, sums, scatters, reg_covar, covariance_type
+    )
+    empty = counts == 0
+    if empty.any():
+        if empty_means is not None:
+            means[empty] = empty_means[empty]
+        if empty_covariance is not None:
+            covariances[empty] = empty_covariance
+    return nk / n_samples, means, covariances, precision_cholesky(covariances, covariance_type)
+
+
+# ---------------------------------------------------------------------------------
+# The loops
+# ---------------------------------------------------------------------------------
+
+
+def mixture_em(X, means, precisions_chol, log_weights, covariance_type, fixed, reg_covar,
+               max_iter, tol, working_memory):
+    """EM iterations (E-step statistics, M-step) until the objective stops improving."""
+    n_samples = X.shape[0]
+    lower_bounds, previous, converged, n_iter = [], -np.inf, False, 0
+    weights = covariances = None
+    for n_iter in range(1, max_iter + 1):
+        # E-step at the current parameters, reduced straight into the M-step sums.
+        log_likelihood, nk, sums, sq_sums = mixture_em_statistics(
+            X, means, precisions_chol, log_weights, covariance_type, fixed, working_memory
+        )
+        lower_bound = log_likelihood / n_samples
+        lower_bounds.append(lower_bound)
+        weights, means, covariances, precisions_chol = mixture_m_step(
+            nk, sums, sq_sums, covariance_type, False, reg_covar, n_samples, None, None
+        )
+        log_weights = np.log(weights)
+        if abs(lower_bound - previous) < tol:
+            converged = True
+            break
+        previous = lower_bound
+    labels, per_sample = mixture_assign(
+        X, means, precisions_chol, log_weights, covariance_type, fixed, working_memory
+    )
+    lower_bound = float(per_sample.astype(np.float64).mean())
+    lower_bounds.append(lower_bound)
+    return dict(
+        weights=weights, means=means, covariances=covariances,
+        precisions_chol=precisions_chol, labels=labels, lower_bound=lower_bound,
+        lower_bounds=lower_bounds, n_iter=n_iter, converged=converged,
+    )
+
+
+def _nearest(X, fixed, means, working_memory):
+    """Nearest centre (squared Euclidean) for free rows; fixed rows keep their component."""
+    index, _ = _assign(X, means.astype(X.dtype), "euclidean", working_memory)
+    index = index.astype(np.int64)
+    is_fixed = fixed >= 0
+    index[is_fixed] = fixed[is_fixed]
+    return index
+
+
+def _inertia(X, labels, means, working_memory):
+    """``sum_i ||x_i - m_(labels_i)||^2`` in float64, in row chunks."""
+    total = 0.0
+    # The float64 rows, their centres and the differences.
+    for rows in row_chunks(X.shape[0], 3 * 8 * X.shape[1], working_memory,
+                           max_rows=MAX_BLOCK_ROWS):
+        diff = X[rows].astype(np.float64)
+        diff -= means[labels[rows]]
+        np.multiply(diff, diff, out=diff)
+        total += float(diff.sum())
+    return total
+
+
+def semi_supervised_kmeans(X, means, fixed, max_iter, working_memory):
+    """Lloyd iterations with fixed rows, until no assignment changes."""
+    n_components = means.shape[0]
+    labels, converged, n_iter = None, False, 0
+    for n_iter in range(1, max_iter + 1):
+        new_labels = _nearest(X, fixed, means, working_memory)
+        if labels is not None and np.array_equal(new_labels, labels):
+            converged = True
+            break
+        labels = new_labels
+        sums, counts = _group_sum(X, labels, n_components, False, working_memory)
+        # An empty component keeps its centre.
+        means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], means)
+    if not converged:
+        labels = _nearest(X, fixed, means, working_memory)
+    return labels, means, _inertia(X, labels, means, working_memory), n_iter, converged
