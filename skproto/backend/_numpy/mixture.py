@@ -1,17 +1,20 @@
 """NumPy mixture-model kernels (SemiSupervisedGMM): E-step, M-step, EM, k-means, prediction.
 
-The E-step kernels work in cache-sized row blocks: each block's GEMM writes a score
-block of a few MiB that the passes after it (shift, clamp, log-sum-exp, exp, the
-normalisation) read while it is still in cache, instead of streaming a block of
-hundreds of MiB from main memory once per pass. The per-component constants are
-folded into the GEMM's weights (the factor 1/2 of the quadratic form) or into one
-broadcast pass. The EM and k-means loops (:func:`mixture_em`,
-:func:`semi_supervised_kmeans`) are the estimator's former host loops, moved here;
-their torch twins run the same maths on the device.
+The E-step kernels work in cache-sized row blocks (:func:`skproto.backend._dispatch.
+cache_block_rows`, a power of two): a block's GEMMs write a score block of a few MiB
+that the passes after them (the clamp, the log-sum-exp, the normalisation) read while
+it is still in cache, instead of streaming hundreds of MiB from main memory once per
+pass. The per-component constants are folded into the GEMMs: the factor 1/2 and the
+means into the weights, the offsets into a second GEMM that BLAS adds to the first
+(``beta = 1``), the shifts of full covariances into one GEMM on ``[x, 1]``; what is
+left per block is one clamp and the log-sum-exp. The EM and k-means loops
+(:func:`mixture_em`, :func:`semi_supervised_kmeans`) are the estimator's former host
+loops, moved here; their torch twins run the same maths on the device.
 """
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import blas
 from threadpoolctl import ThreadpoolController
 
 from .._dispatch import cache_block_rows, row_chunks
@@ -34,34 +37,51 @@ MAX_BLOCK_ROWS = 8192
 # ---------------------------------------------------------------------------------
 
 
-def _feature_columns(covariance_type, n_components, n_features):
-    """Columns of the per-block copy besides the scores: ``[x, x^2]`` (diag), the
-    ``K * D`` projections ``x L_k`` (full), none (spherical: the GEMM reads X)."""
+def _aux_columns(covariance_type, n_components, n_features):
+    """Columns of the block's helper copy: ``[x^2, 1]`` (diag), ``[||x||^2, 1]``
+    (spherical) or ``[x, 1]`` (full), and of its scratch block besides the scores
+    (the log-sum-exp's; for full the ``K * D`` projections ``[x, 1] @ [L_k; -m_k L_k]``)."""
     return {
-        "diag": 2 * n_features, "full": n_components * n_features, "spherical": 0,
+        "diag": (n_features + 1, n_components),
+        "spherical": (2, n_components),
+        "full": (n_features + 1, n_components * n_features),
     }[covariance_type]
+
+
+_GEMM = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
+
+
+def _gemm_add(out, A, B):
+    """``out += A @ B`` by BLAS itself (its ``beta = 1``): no pass of its own over ``out``.
+
+    ``out`` is C-contiguous, so ``out.T`` is the Fortran-ordered matrix BLAS updates in
+    place: ``out.T += B.T @ A.T``.
+    """
+    result = _GEMM[out.dtype](1.0, B.T, A.T, beta=1.0, c=out.T, overwrite_c=True)
+    if result.ctypes.data != out.ctypes.data:  # BLAS worked on a copy (odd layouts)
+        out[...] = result.T
 
 
 def block_rows(row_bytes, budget_row_bytes, n_rows, working_memory):
     """Row slices: cache-sized (a power of two) and within ``working_memory``.
 
-    ``row_bytes`` are what should stay in cache between the GEMM and the passes after
-    it; ``budget_row_bytes`` all the temporaries of a row, which ``working_memory``
-    bounds.
+    ``row_bytes`` are what a block writes and reads again (its helper copy, scores and
+    scratch), which should stay in cache; ``budget_row_bytes`` all the temporaries of
+    a row, which ``working_memory`` bounds.
     """
     rows = min(MAX_BLOCK_ROWS, cache_block_rows(row_bytes))
     rows = 1 << (int(rows).bit_length() - 1)  # the power of two at or below
     return row_chunks(n_rows, budget_row_bytes, working_memory, max_rows=rows)
 
 
-def _mixture_blocks(X, n_components, covariance_type, working_memory, n_score_blocks=2):
+def _mixture_blocks(X, n_components, covariance_type, working_memory):
     """Blocks of an E-step kernel and the size of the largest one."""
     n_rows, n_features = X.shape
-    extra = _feature_columns(covariance_type, n_components, n_features)
-    cached = X.itemsize * (extra + n_score_blocks * n_components)
-    # The block of X itself (a copy when X is not contiguous), the copy above and
-    # up to four (rows x components) blocks.
-    budget = X.itemsize * (n_features + extra + 4 * n_components)
+    aux, scratch = _aux_columns(covariance_type, n_components, n_features)
+    cached = X.itemsize * (aux + scratch + n_components)
+    # The block of X itself (a copy when X is not contiguous), the helper copy, the
+    # scratch block and up to three (rows x components) blocks.
+    budget = X.itemsize * (n_features + aux + scratch + 3 * n_components)
     blocks = block_rows(cached, budget, n_rows, working_memory)
     return blocks, max((b.stop - b.start for b in blocks), default=0)
 
@@ -72,15 +92,19 @@ def _mixture_blocks(X, n_components, covariance_type, working_memory, n_score_bl
 
 
 def gaussian_constants(means, precisions_chol, log_weights, covariance_type):
-    """Float64 constants of a mixture, so that each row block costs one GEMM.
+    """Float64 constants of a mixture, folded so that a row block costs its GEMMs and
+    one clamp.
 
-    ``log w_k + log N(x | m_k, P_k^-1)`` is ``const_k - q_k(x) / 2`` with ``q_k`` the
-    quadratic form. Spherical and diagonal precisions expand ``q_k / 2`` into
-    ``x^2 . p_k / 2 - x . (m_k p_k) + m_k^2 . p_k / 2``: ``W`` (the GEMM's weights,
-    on ``[x, x^2]`` for diag) and ``half_quad`` hold the factor 1/2, so that no pass
-    scales the scores. Full precisions stack the Cholesky factors side by side
-    (``chol``, ``(D, K * D)``: one GEMM for all components) with their ``shift``
-    ``m_k L_k``.
+    ``log w_k + log N(x | m_k, P_k^-1)`` is ``const_k - q_k(x) / 2``, ``q_k`` the
+    quadratic form, with ``const_k = log w_k + log det L_k - D/2 log(2 pi)``.
+    Spherical and diagonal precisions expand ``const_k - q_k / 2`` into
+    ``x . (m_k p_k) - x^2 . p_k / 2 + (const_k - m_k^2 . p_k / 2)``: two GEMMs,
+    ``x @ W`` and, added by BLAS, ``[x^2, 1] @ W_sq`` (diag) or ``[||x||^2, 1] @
+    W_sq`` (spherical), the last row of ``W_sq`` being the offset. The expansion
+    can round ``-q_k / 2`` above 0 where it is ~0, so the scores are clamped at
+    ``const``, as the distance kernels clamp at 0. Full precisions stack the Cholesky factors side
+    by side with their shifts, ``chol = [L_1 .. L_K; -m_1 L_1 .. -m_K L_K]``
+    (``(D + 1, K * D)``: one GEMM on ``[x, 1]`` gives every ``L_k^T (x - m_k)``).
     """
     n_components, n_features = means.shape
     means = np.asarray(means, dtype=np.float64)
@@ -88,25 +112,28 @@ def gaussian_constants(means, precisions_chol, log_weights, covariance_type):
     constants = {}
     if covariance_type == "full":
         log_det = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
-        # Columns k * D .. (k + 1) * D are L_k: (x @ chol)[k * D + e] = (x L_k)[e].
-        constants["chol"] = pc.transpose(1, 0, 2).reshape(n_features, -1)
-        constants["shift"] = np.einsum("kd,kde->ke", means, pc).reshape(-1)
-    elif covariance_type == "diag":
+        # Columns k * D .. (k + 1) * D hold L_k: ([x, 1] @ chol)[k * D + e] is
+        # ((x - m_k) L_k)[e].
+        shift = np.einsum("kd,kde->ke", means, pc).reshape(1, -1)
+        constants["chol"] = np.concatenate(
+            [pc.transpose(1, 0, 2).reshape(n_features, -1), -shift]
+        )
+    else:
         prec = pc**2
-        log_det = np.log(pc).sum(axis=1)
-        # [x, x^2] @ W = x . (m p) - x^2 . p / 2
-        constants["W"] = np.concatenate([means * prec, -0.5 * prec], axis=1).T
-        constants["half_quad"] = 0.5 * (means**2 * prec).sum(axis=1)
-    else:  # spherical
-        prec = pc**2
-        log_det = n_features * np.log(pc)
-        constants["W"] = (means * prec[:, None]).T
-        constants["half_prec"] = 0.5 * prec
-        constants["half_quad"] = 0.5 * (means**2).sum(axis=1) * prec
-    # log w_k + log det(L_k) - D/2 log(2 pi); the quadratic form is added per row.
-    constants["const"] = (
-        np.asarray(log_weights, dtype=np.float64) + log_det - 0.5 * n_features * _LOG_2PI
-    )
+        if covariance_type == "diag":
+            log_det = np.log(pc).sum(axis=1)
+            half_quad = 0.5 * (means**2 * prec).sum(axis=1)
+            constants["W"] = (means * prec).T
+            W_sq = (-0.5 * prec).T
+        else:
+            log_det = n_features * np.log(pc)
+            half_quad = 0.5 * (means**2).sum(axis=1) * prec
+            constants["W"] = (means * prec[:, None]).T
+            W_sq = -0.5 * prec[None, :]
+    const = np.asarray(log_weights, dtype=np.float64) + log_det - 0.5 * n_features * _LOG_2PI
+    constants["const"] = const
+    if covariance_type != "full":
+        constants["W_sq"] = np.concatenate([W_sq, (const - half_quad)[None, :]])
     return constants
 
 
@@ -129,48 +156,42 @@ class _Gaussians:
         ``tmp`` is flat, so that :func:`_rows_view` gives a contiguous block of any
         width: the scores' scratch copy, or the ``K * D`` projections (full).
         """
-        K = self.n_components
-        tmp_cols = K * self.n_features if self.covariance_type == "full" else K
-        return {
-            "wlp": np.empty((n_rows, K), dtype=dtype),
-            "tmp": np.empty(n_rows * tmp_cols, dtype=dtype),
-            "features": (np.empty((n_rows, 2 * self.n_features), dtype=dtype)
-                         if self.covariance_type == "diag" else None),
+        aux, scratch = _aux_columns(self.covariance_type, self.n_components, self.n_features)
+        buffers = {
+            "wlp": np.empty((n_rows, self.n_components), dtype=dtype),
+            "tmp": np.empty(n_rows * scratch, dtype=dtype),
+            "aux": np.empty((n_rows, aux), dtype=dtype),
         }
+        buffers["aux"][:, -1] = 1  # the constant column, written once
+        return buffers
 
     def features(self, Xc, buffers):
-        """What the GEMM multiplies: ``[x, x^2]`` for diag, the block itself otherwise."""
-        if self.covariance_type != "diag":
-            return Xc
-        n_rows, n_features = Xc.shape
-        F = buffers["features"][:n_rows]
-        F[:, :n_features] = Xc
-        np.multiply(Xc, Xc, out=F[:, n_features:])
-        return F
+        """The block's helper copy (see :func:`_aux_columns`)."""
+        aux = buffers["aux"][: Xc.shape[0]]
+        if self.covariance_type == "diag":
+            np.multiply(Xc, Xc, out=aux[:, :-1])
+        elif self.covariance_type == "spherical":
+            aux[:, 0] = row_norms_sq(Xc)
+        else:
+            aux[:, :-1] = Xc
+        return aux
 
-    def weighted_log_prob(self, Xc, F, buffers, out=None):
+    def weighted_log_prob(self, Xc, aux, buffers, out=None):
         """``log w_k + log N(x | k)`` of the block's rows, in ``out`` (or a buffer)."""
         n_rows = Xc.shape[0]
         out = buffers["wlp"][:n_rows] if out is None else out
         if self.covariance_type == "full":
             Y = _rows_view(buffers["tmp"], n_rows, self.chol.shape[1])
-            np.matmul(Xc, self.chol, out=Y)
-            Y -= self.shift
+            np.matmul(aux, self.chol, out=Y)
             np.multiply(Y, Y, out=Y)
             np.sum(Y.reshape(n_rows, self.n_components, self.n_features), axis=2, out=out)
             out *= -0.5
             out += self.const
             return out
-        np.matmul(F, self.W, out=out)
-        if self.covariance_type == "spherical":
-            outer = _rows_view(buffers["tmp"], n_rows, self.n_components)
-            np.multiply.outer(row_norms_sq(Xc), self.half_prec, out=outer)
-            out -= outer
-        # out = -(quadratic form) / 2; its expansion can round above 0 where the exact
-        # value is ~0: clamp, as the distance kernels do.
-        out -= self.half_quad
-        np.minimum(out, 0, out=out)
-        out += self.const
+        np.matmul(Xc, self.W, out=out)
+        _gemm_add(out, aux, self.W_sq)
+        # -q_k / 2 <= 0: the expansion's rounding above it is clamped.
+        np.minimum(out, self.const, out=out)
         return out
 
 
@@ -179,9 +200,17 @@ def _rows_view(flat, n_rows, n_cols):
     return flat[: n_rows * n_cols].reshape(n_rows, n_cols)
 
 
-def _logsumexp_rows(A, tmp):
-    top = A.max(axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0)
+def _row_max(A, index=None):
+    """Each row's largest value, as a column (0 where it is not finite); via argmax,
+    which numpy runs faster than ``max`` along rows (and prediction needs anyway)."""
+    if index is None:
+        index = np.argmax(A, axis=1)
+    top = np.take_along_axis(A, index[:, None], axis=1)
+    return np.where(np.isfinite(top), top, 0)
+
+
+def _logsumexp_rows(A, tmp, index=None):
+    top = _row_max(A, index)
     E = np.subtract(A, top, out=_rows_view(tmp, *A.shape))
     np.exp(E, out=E)
     return (np.log(E.sum(axis=1, keepdims=True)) + top)[:, 0]
@@ -192,8 +221,7 @@ _EXP_FLOOR = {np.float32: np.float32(-80.0), np.float64: np.float64(-700.0)}
 
 def _normalise_rows(wlp):
     """Responsibilities (in place of ``wlp``) and the rows' logsumexp, with one exp."""
-    top = wlp.max(axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0)
+    top = _row_max(wlp)
     np.subtract(wlp, top, out=wlp)
     # exp of anything below this is a denormal float (or 0), and denormals make exp
     # and the M-step GEMM many times slower; a responsibility under ~1e-35 (float32)
@@ -259,8 +287,9 @@ def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, fixe
     for rows in blocks:
         Xc = X[rows]
         wlp = g.weighted_log_prob(Xc, g.features(Xc, buffers), buffers)
-        index[rows] = np.argmax(wlp, axis=1)
-        log_norm[rows] = _logsumexp_rows(wlp, buffers["tmp"])
+        best = np.argmax(wlp, axis=1)
+        index[rows] = best
+        log_norm[rows] = _logsumexp_rows(wlp, buffers["tmp"], best)
         if fixed is not None:
             local = np.flatnonzero(fixed[rows] >= 0)
             if local.size:
@@ -286,11 +315,11 @@ def _zero_statistics(covariance_type, n_components, n_features):
             np.zeros(sq_shape)]
 
 
-def _add_block_statistics(stats, g, Xc, F, fixed_c, buffers):
+def _add_block_statistics(stats, g, Xc, aux, fixed_c, buffers):
     """E-step of one block, its responsibilities reduced into ``stats`` (float64)."""
     ll, nk, sums, sq_sums = stats
     n_rows, n_features = Xc.shape
-    wlp = g.weighted_log_prob(Xc, F, buffers)
+    wlp = g.weighted_log_prob(Xc, aux, buffers)
     idx = np.flatnonzero(fixed_c >= 0)
     fixed_ll = wlp[idx, fixed_c[idx]] if idx.size else None
     resp, norm = _normalise_rows(wlp)
@@ -300,21 +329,18 @@ def _add_block_statistics(stats, g, Xc, F, fixed_c, buffers):
         resp[idx, fixed_c[idx]] = 1
     stats[0] = ll + float(norm.sum(dtype=np.float64))
     nk += resp.sum(axis=0, dtype=np.float64)
-    # (F^T R)^T: BLAS handles this layout faster than R^T F.
-    moments = (F.T @ resp).T
+    # (X^T R)^T: BLAS handles this layout faster than R^T X.
+    sums += (Xc.T @ resp).T
     if g.covariance_type == "diag":
-        sums += moments[:, :n_features]
-        sq_sums += moments[:, n_features:]
-        return
-    sums += moments
-    if g.covariance_type == "spherical":
-        sq_sums += row_norms_sq(Xc) @ resp
-        return
-    # sum_i r_ik x_i x_i^T for all k in one GEMM: rows r_ik x_i, side by side per k.
-    K = g.n_components
-    Z = _rows_view(buffers["tmp"], n_rows, K * n_features)
-    np.multiply(resp[:, :, None], Xc[:, None, :], out=Z.reshape(n_rows, K, n_features))
-    sq_sums += (Z.T @ Xc).reshape(K, n_features, n_features)
+        sq_sums += (aux.T @ resp)[:-1].T  # sum_i r_ik x_i^2 (the ones column: dropped)
+    elif g.covariance_type == "spherical":
+        sq_sums += aux[:, 0] @ resp  # sum_i r_ik ||x_i||^2
+    else:
+        # sum_i r_ik x_i x_i^T for all k in one GEMM: rows r_ik x_i, side by side per k.
+        K = g.n_components
+        Z = _rows_view(buffers["tmp"], n_rows, K * n_features)
+        np.multiply(resp[:, :, None], Xc[:, None, :], out=Z.reshape(n_rows, K, n_features))
+        sq_sums += (Z.T @ Xc).reshape(K, n_features, n_features)
 
 
 def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed,
@@ -322,8 +348,7 @@ def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_typ
     """One pass of EM: E-step responsibilities folded into the M-step's sums."""
     g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
     stats = _zero_statistics(covariance_type, g.n_components, X.shape[1])
-    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory,
-                                       n_score_blocks=1)
+    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory)
     buffers = g.buffers(max_rows, X.dtype)
     for rows in blocks:
         Xc = X[rows]
