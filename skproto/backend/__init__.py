@@ -5,7 +5,9 @@ Estimators call the functions here; which library runs them is chosen by
 ``device``). Both libraries take numpy arrays and return numpy arrays, compute in the
 input's floating dtype (float32 stays float32) unless a kernel says it accumulates in
 float64, and process ``X`` in row chunks of at most ``working_memory`` MiB of
-temporaries.
+temporaries. The iterative kernels (``mixture_em``, ``semi_supervised_kmeans``) are a
+whole run each: on torch, X and the model move to the device once and stay there
+through every iteration.
 
 Layout, by kernel family: ``_dispatch`` (library choice, ``working_memory``, the
 chunk planner); the public functions of each family with their input checks in

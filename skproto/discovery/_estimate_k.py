@@ -16,6 +16,13 @@ Three methods, chosen by ``SemiSupervisedGMM(n_components="auto", k_estimation=.
 The functions only need arrays and a ``cluster(X, fixed, n_components, seed)``
 callback (semi-supervised k-means: ``fixed`` holds each sample's known component or
 -1) supplied by the estimator, so that they stay independent of its EM loop.
+
+They keep their host loops (the Brent search over K, the halvings of the labelled
+samples, the split / merge rounds, the 2-means of a split proposal and the NIW
+marginal likelihoods, all numpy): each round's heavy work is one backend run, the
+callback's :func:`skproto.backend.semi_supervised_kmeans` or the estimator's
+:func:`skproto.backend.mixture_em`, which on the torch backend keeps X on the device for
+that run; between runs, X and the labels cross to the device again.
 """
 
 import numpy as np
