@@ -146,7 +146,8 @@ def check_squared_distances_fit(X, dtype, input_name="X"):
     if X.size == 0:
         return
     limit = float(np.sqrt(np.finfo(dtype).max / (4.0 * X.shape[1])))
-    largest = float(np.max(np.abs(X)))
+    # max and -min: two reductions that allocate nothing (np.abs(X) would copy X).
+    largest = max(float(X.max()), -float(X.min()))
     if largest > limit:
         wider = ", give float64 data" if np.dtype(dtype) == np.float32 else ""
         raise ValueError(
@@ -214,8 +215,9 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         if is_dask_collection(X):
             return dask_adapters().map_method(self, "predict", X)
         X = self._validate_X_predict(X)
-        index, _ = backend.assign(
-            X, self.prototypes_, metric=self._get_metric(), check_input=False
+        index = backend.assign(
+            X, self.prototypes_, metric=self._get_metric(), return_score=False,
+            check_input=False,
         )
         return self.classes_[index]
 

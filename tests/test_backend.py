@@ -243,3 +243,49 @@ def test_kth_similarity_is_the_kth_sorted_value(data, backend_name, metric, k):
     assert_allclose(kth, expected, rtol=1e-4, atol=1e-5 * scale)
     with pytest.raises(ValueError, match="k must be in"):
         backend.kth_similarity(X, P, P.shape[0] + 1)
+
+
+# ---------------------------------------------------------------- cache-sized blocks
+
+
+def test_distance_chunks_are_cache_sized_and_within_working_memory():
+    from skproto.backend._dispatch import (
+        CACHE_BLOCK_BYTES,
+        MIN_BLOCK_ROWS,
+        distance_chunks,
+    )
+
+    n, k, d, itemsize = 200_000, 1_000, 512, 4
+    # Default working_memory (1 GiB) allows ~100k rows; the cache block caps it.
+    chunks = distance_chunks(n, k, d, itemsize, 1024)
+    sizes = {c.stop - c.start for c in chunks[:-1]}
+    assert sizes == {CACHE_BLOCK_BYTES // (itemsize * k)}
+    assert chunks[0].start == 0 and chunks[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    # Many prototypes: never fewer than MIN_BLOCK_ROWS rows per block ...
+    wide = distance_chunks(n, 100_000, d, itemsize, 1024)
+    assert wide[0].stop - wide[0].start == MIN_BLOCK_ROWS
+    # ... unless working_memory allows fewer (it always wins).
+    row_bytes = itemsize * d + 2 * itemsize * 100_000
+    tight = distance_chunks(n, 100_000, d, itemsize, 50)
+    assert tight[0].stop - tight[0].start == 50 * 2**20 // row_bytes < MIN_BLOCK_ROWS
+    # A GPU takes the largest chunk working_memory allows.
+    gpu = distance_chunks(n, k, d, itemsize, 64, cache_blocked=False)
+    assert gpu[0].stop - gpu[0].start == 64 * 2**20 // (itemsize * d + 2 * itemsize * k)
+
+
+@pytest.mark.parametrize("library", BACKENDS)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
+def test_assign_without_score_returns_the_same_index(library, metric):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((700, 16)).astype(np.float32)
+    P = rng.standard_normal((40, 16)).astype(np.float32)
+    with config_context(backend=library):
+        index, score = backend.assign(X, P, metric)
+        index_only = backend.assign(X, P, metric, return_score=False)
+    assert isinstance(index_only, np.ndarray)
+    np.testing.assert_array_equal(index_only, index)
+    # The index is the argmax of the full similarity matrix, computed separately.
+    S = backend.similarity(X, P, metric)
+    np.testing.assert_array_equal(index, np.argmax(S, axis=1))
+    np.testing.assert_allclose(score, S[np.arange(len(X)), index], rtol=1e-5, atol=1e-5)

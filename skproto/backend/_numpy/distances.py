@@ -4,7 +4,7 @@ import numpy as np
 
 from .._dispatch import distance_chunks as _chunks
 from .._numerics import euclidean_scale
-from ._common import divide_by_row_norms, l2_normalize, row_norms_sq, row_scale_and_norm
+from ._common import l2_normalize, row_norms_sq, row_scale_and_norm
 
 
 class _PreparedPrototypes:
@@ -36,24 +36,29 @@ class _PreparedPrototypes:
         Cosine: rows whose squared norm over- or underflows are divided by their
         largest absolute value, so that the GEMM keeps its digits (denormal rows
         have almost none left); the similarity does not depend on a row's scale.
+        The norms of the (rescaled) rows are kept for :meth:`finish`, so a chunk
+        is read for its norms once.
         """
+        self.norms = None
         if self.metric == "cosine":
-            scale, _ = row_scale_and_norm(Xc)
+            scale, self.norms = row_scale_and_norm(Xc)
             return Xc if np.all(scale == 1) else Xc / scale[:, None]
         return Xc if self.scale is None else Xc / self.scale
 
     def raw_scores(self, Xc):
         S = Xc @ self.Pt
         if self.metric == "euclidean":
+            # The per-prototype shift, on the block while it is still in cache.
             S -= self.p_sq
         return S
 
     def finish(self, S, Xc):
         """True similarity from raw scores S (any trailing shape per row); in place."""
+        shape = (-1,) + (1,) * (S.ndim - 1)
         if self.metric == "cosine":
-            divide_by_row_norms(S, Xc)
+            S /= np.where(self.norms > 0, self.norms, 1).reshape(shape)
         elif self.metric == "euclidean":
-            S -= row_norms_sq(Xc).reshape((-1,) + (1,) * (S.ndim - 1))
+            S -= row_norms_sq(Xc).reshape(shape)
             # Rounding can make a squared distance slightly negative: clamp it at 0.
             np.minimum(S, 0, out=S)
             if self.scale is not None:
@@ -75,18 +80,24 @@ def similarity(X, P, metric, working_memory):
     return out
 
 
-def assign(X, P, metric, working_memory):
-    """Index of the most similar prototype for each row, and that similarity."""
+def assign(X, P, metric, working_memory, return_score=True):
+    """Index of the most similar prototype for each row, and that similarity.
+
+    Without ``return_score`` the score is not finished (no pass over the chunk's
+    norms for euclidean) and None is returned in its place.
+    """
     prepared = _PreparedPrototypes(P, metric)
     n = X.shape[0]
     best_index = np.empty(n, dtype=np.intp)
-    best_score = np.empty(n, dtype=X.dtype)
+    best_score = np.empty(n, dtype=X.dtype) if return_score else None
     for rows in _chunks(n, P.shape[0], X.shape[1], X.itemsize, working_memory):
         Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         idx = np.argmax(S, axis=1)
         best_index[rows] = idx
-        best_score[rows] = prepared.finish(np.take_along_axis(S, idx[:, None], 1), Xc)[:, 0]
+        if return_score:
+            best = np.take_along_axis(S, idx[:, None], 1)
+            best_score[rows] = prepared.finish(best, Xc)[:, 0]
     return best_index, best_score
 
 
