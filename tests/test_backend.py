@@ -289,3 +289,25 @@ def test_assign_without_score_returns_the_same_index(library, metric):
     S = backend.similarity(X, P, metric)
     np.testing.assert_array_equal(index, np.argmax(S, axis=1))
     np.testing.assert_allclose(score, S[np.arange(len(X)), index], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e-33, 1e-41, 1e-43, 1e20, 2e37])
+def test_cosine_index_only_at_any_row_scale(scale):
+    # predict's index-only path skips the row norms; rows so small or large that the
+    # raw GEMM loses digits or overflows must still get the true argmax.
+    rng = np.random.default_rng(7)
+    P = rng.standard_normal((30, 24)).astype(np.float32)
+    X = rng.standard_normal((300, 24)).astype(np.float32)
+    Xs = (X.astype(np.float64) * scale).astype(np.float32)
+    keep = np.abs(Xs).max(axis=1) > 0  # rows that underflowed to zero carry nothing
+    Xu = Xs.astype(np.float64) / np.abs(Xs.astype(np.float64)).max(axis=1, keepdims=True).clip(1e-300)
+    Pn = P / np.linalg.norm(P, axis=1, keepdims=True)
+    S = Xu @ Pn.T
+    expected = np.argmax(S, axis=1)
+    top2 = np.sort(S, axis=1)[:, -2:]
+    clear = keep & (top2[:, 1] - top2[:, 0] > 1e-4)  # no float32 near-ties
+    index = backend.assign(Xs, P, "cosine", return_score=False)
+    index_scored, _ = backend.assign(Xs, P, "cosine")
+    assert clear.sum() > 150
+    assert_array_equal(index[clear], expected[clear])
+    assert_array_equal(index, index_scored)

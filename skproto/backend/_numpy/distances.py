@@ -91,6 +91,9 @@ def assign(X, P, metric, working_memory, return_score=True):
     best_index = np.empty(n, dtype=np.intp)
     best_score = np.empty(n, dtype=X.dtype) if return_score else None
     for rows in _chunks(n, P.shape[0], X.shape[1], X.itemsize, working_memory):
+        if metric == "cosine" and not return_score:
+            best_index[rows] = _cosine_index(prepared, X[rows])
+            continue
         Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         idx = np.argmax(S, axis=1)
@@ -99,6 +102,26 @@ def assign(X, P, metric, working_memory, return_score=True):
             best = np.take_along_axis(S, idx[:, None], 1)
             best_score[rows] = prepared.finish(best, Xc)[:, 0]
     return best_index, best_score
+
+
+def _cosine_index(prepared, Xc):
+    """Most similar prototype by cosine, without the rows' norms where they are not needed.
+
+    The argmax does not depend on a row's norm, so the raw rows go straight into the
+    GEMM. Their scores keep every digit the comparison needs unless the row is so
+    small that products fall below the normal range (best score under
+    ``tiny / eps``) or so large that a dot product overflows: only those rows are
+    redone rescaled, as :meth:`_PreparedPrototypes.rows` does for every row.
+    """
+    S = Xc @ prepared.Pt
+    idx = np.argmax(S, axis=1)
+    best = np.abs(S[np.arange(idx.shape[0]), idx])
+    info = np.finfo(Xc.dtype)
+    redo = ~(np.isfinite(best) & (best >= info.tiny / info.eps))
+    if redo.any():
+        Xr = prepared.rows(Xc[redo])
+        idx[redo] = np.argmax(prepared.raw_scores(Xr), axis=1)
+    return idx
 
 
 def topk(X, P, k, metric, working_memory):
