@@ -311,3 +311,23 @@ def test_cosine_index_only_at_any_row_scale(scale):
     assert clear.sum() > 150
     assert_array_equal(index[clear], expected[clear])
     assert_array_equal(index, index_scored)
+
+
+@pytest.mark.parametrize("n_prototypes", [5, 64])  # below / above n_features = 16
+@pytest.mark.parametrize("scale", [1.0, 2.0**70])
+def test_euclidean_kernels_with_and_without_the_folded_shift(n_prototypes, scale):
+    # More prototypes than features folds -||p||^2 into the GEMM; fewer shifts the
+    # block. Both must give the brute-force squared distances, also when X and P are
+    # rescaled by a power of two first (scale 2**70).
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((500, 16)) * scale
+    P = rng.standard_normal((n_prototypes, 16)) * scale
+    D = -((X[:, None, :] - P[None, :, :]) ** 2).sum(axis=2)
+    assert_allclose(backend.similarity(X, P, "euclidean"), D, rtol=1e-9)
+    index, score = backend.assign(X, P, "euclidean")
+    assert_array_equal(index, np.argmax(D, axis=1))
+    assert_allclose(score, D.max(axis=1), rtol=1e-9)
+    idx, top = backend.topk(X, P, 3, "euclidean")
+    assert_array_equal(idx, np.argsort(-D, axis=1, kind="stable")[:, :3])
+    kth = backend.kth_similarity(X, P, 2, "euclidean")
+    assert_allclose(kth, np.sort(D, axis=1)[:, -2], rtol=1e-9)
