@@ -21,6 +21,53 @@ def shared_data_dir():
     return None
 
 
+def uptime():
+    """The load averages (1, 5, 15 min) as ``uptime`` prints them, from /proc/loadavg."""
+    try:
+        with open("/proc/loadavg") as f:
+            one, five, fifteen = f.read().split()[:3]
+        return f"load average: {one}, {five}, {fifteen}"
+    except OSError:  # not Linux
+        return "load average: unknown (no /proc/loadavg)"
+
+
+def alternated_times(funcs, repeats=5, warmup=True):
+    """Wall times of each of ``funcs`` (name -> callable), run in turn ``repeats`` times.
+
+    The callables alternate (a, b, c, a, b, c, ...) so that a change of load on a
+    shared machine hits all of them alike; each is run once first, untimed, unless
+    ``warmup`` is False. Returns name -> list of seconds and name -> last result.
+    """
+    times = {name: [] for name in funcs}
+    results = {}
+    if warmup:
+        for name, func in funcs.items():
+            results[name] = func()
+    for _ in range(repeats):
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            results[name] = func()
+            times[name].append(time.perf_counter() - start)
+    return times, results
+
+
+def ratio_stats(times, baseline):
+    """Median, min and max of the per-round ratios ``times / baseline`` (same rounds)."""
+    import numpy as np
+
+    ratios = np.asarray(times) / np.asarray(baseline)
+    return {"median": float(np.median(ratios)), "min": float(ratios.min()),
+            "max": float(ratios.max())}
+
+
+def time_stats(times):
+    """Median, min and max seconds of a list of timings."""
+    import numpy as np
+
+    t = np.asarray(times)
+    return {"median": float(np.median(t)), "min": float(t.min()), "max": float(t.max())}
+
+
 def best_time(func, repeats):
     """Minimum wall time over ``repeats`` calls (the least disturbed run on a shared machine)."""
     times = []

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import assert_all_finite, check_is_fitted, validate_data
 
 from . import backend
 from .statistics import ClassStatistics
@@ -142,11 +142,18 @@ def check_squared_distances_fit(X, dtype, input_name="X"):
     ``||x - p||^2 <= n_features (2 max|x|)^2`` for prototypes within the data's
     range; past ``sqrt(max / (4 n_features))`` it can be ``inf`` and probabilities
     NaN, so such input gets a clear error instead of a silently wrong answer.
+
+    The max and min that this needs see NaN and infinity too, so X need not have
+    been checked for them first: non-finite X gets scikit-learn's own message.
     """
     if X.size == 0:
         return
+    # max and -min: two reductions that allocate nothing (np.abs(X) would copy X).
+    high, low = float(X.max()), float(X.min())
+    if not (np.isfinite(high) and np.isfinite(low)):
+        assert_all_finite(X, input_name=input_name)
     limit = float(np.sqrt(np.finfo(dtype).max / (4.0 * X.shape[1])))
-    largest = float(np.max(np.abs(X)))
+    largest = max(high, -low)
     if largest > limit:
         wider = ", give float64 data" if np.dtype(dtype) == np.float32 else ""
         raise ValueError(
@@ -214,8 +221,9 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         if is_dask_collection(X):
             return dask_adapters().map_method(self, "predict", X)
         X = self._validate_X_predict(X)
-        index, _ = backend.assign(
-            X, self.prototypes_, metric=self._get_metric(), check_input=False
+        index = backend.assign(
+            X, self.prototypes_, metric=self._get_metric(), return_score=False,
+            check_input=False,
         )
         return self.classes_[index]
 

@@ -243,3 +243,91 @@ def test_kth_similarity_is_the_kth_sorted_value(data, backend_name, metric, k):
     assert_allclose(kth, expected, rtol=1e-4, atol=1e-5 * scale)
     with pytest.raises(ValueError, match="k must be in"):
         backend.kth_similarity(X, P, P.shape[0] + 1)
+
+
+# ---------------------------------------------------------------- cache-sized blocks
+
+
+def test_distance_chunks_are_cache_sized_and_within_working_memory():
+    from skproto.backend._dispatch import (
+        CACHE_BLOCK_BYTES,
+        MIN_BLOCK_ROWS,
+        distance_chunks,
+    )
+
+    n, k, d, itemsize = 200_000, 1_000, 512, 4
+    # Default working_memory (1 GiB) allows ~100k rows; the cache block caps it.
+    chunks = distance_chunks(n, k, d, itemsize, 1024)
+    sizes = {c.stop - c.start for c in chunks[:-1]}
+    assert sizes == {CACHE_BLOCK_BYTES // (itemsize * k)}
+    assert chunks[0].start == 0 and chunks[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    # Many prototypes: never fewer than MIN_BLOCK_ROWS rows per block ...
+    wide = distance_chunks(n, 100_000, d, itemsize, 1024)
+    assert wide[0].stop - wide[0].start == MIN_BLOCK_ROWS
+    # ... unless working_memory allows fewer (it always wins).
+    row_bytes = itemsize * d + 2 * itemsize * 100_000
+    tight = distance_chunks(n, 100_000, d, itemsize, 50)
+    assert tight[0].stop - tight[0].start == 50 * 2**20 // row_bytes < MIN_BLOCK_ROWS
+    # A GPU takes the largest chunk working_memory allows.
+    gpu = distance_chunks(n, k, d, itemsize, 64, cache_blocked=False)
+    assert gpu[0].stop - gpu[0].start == 64 * 2**20 // (itemsize * d + 2 * itemsize * k)
+
+
+@pytest.mark.parametrize("library", BACKENDS)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
+def test_assign_without_score_returns_the_same_index(library, metric):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((700, 16)).astype(np.float32)
+    P = rng.standard_normal((40, 16)).astype(np.float32)
+    with config_context(backend=library):
+        index, score = backend.assign(X, P, metric)
+        index_only = backend.assign(X, P, metric, return_score=False)
+    assert isinstance(index_only, np.ndarray)
+    np.testing.assert_array_equal(index_only, index)
+    # The index is the argmax of the full similarity matrix, computed separately.
+    S = backend.similarity(X, P, metric)
+    np.testing.assert_array_equal(index, np.argmax(S, axis=1))
+    np.testing.assert_allclose(score, S[np.arange(len(X)), index], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e-33, 1e-41, 1e-43, 1e20, 2e37])
+def test_cosine_index_only_at_any_row_scale(scale):
+    # predict's index-only path skips the row norms; rows so small or large that the
+    # raw GEMM loses digits or overflows must still get the true argmax.
+    rng = np.random.default_rng(7)
+    P = rng.standard_normal((30, 24)).astype(np.float32)
+    X = rng.standard_normal((300, 24)).astype(np.float32)
+    Xs = (X.astype(np.float64) * scale).astype(np.float32)
+    keep = np.abs(Xs).max(axis=1) > 0  # rows that underflowed to zero carry nothing
+    Xu = Xs.astype(np.float64) / np.abs(Xs.astype(np.float64)).max(axis=1, keepdims=True).clip(1e-300)
+    Pn = P / np.linalg.norm(P, axis=1, keepdims=True)
+    S = Xu @ Pn.T
+    expected = np.argmax(S, axis=1)
+    top2 = np.sort(S, axis=1)[:, -2:]
+    clear = keep & (top2[:, 1] - top2[:, 0] > 1e-4)  # no float32 near-ties
+    index = backend.assign(Xs, P, "cosine", return_score=False)
+    index_scored, _ = backend.assign(Xs, P, "cosine")
+    assert clear.sum() > 150
+    assert_array_equal(index[clear], expected[clear])
+    assert_array_equal(index, index_scored)
+
+
+@pytest.mark.parametrize("n_prototypes", [5, 64])  # below / above n_features = 16
+@pytest.mark.parametrize("scale", [1.0, 2.0**70])
+def test_euclidean_kernels_with_and_without_the_folded_shift(n_prototypes, scale):
+    # More prototypes than features folds -||p||^2 into the GEMM; fewer shifts the
+    # block. Both must give the brute-force squared distances, also when X and P are
+    # rescaled by a power of two first (scale 2**70).
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((500, 16)) * scale
+    P = rng.standard_normal((n_prototypes, 16)) * scale
+    D = -((X[:, None, :] - P[None, :, :]) ** 2).sum(axis=2)
+    assert_allclose(backend.similarity(X, P, "euclidean"), D, rtol=1e-9)
+    index, score = backend.assign(X, P, "euclidean")
+    assert_array_equal(index, np.argmax(D, axis=1))
+    assert_allclose(score, D.max(axis=1), rtol=1e-9)
+    idx, top = backend.topk(X, P, 3, "euclidean")
+    assert_array_equal(idx, np.argsort(-D, axis=1, kind="stable")[:, :3])
+    kth = backend.kth_similarity(X, P, 2, "euclidean")
+    assert_allclose(kth, np.sort(D, axis=1)[:, -2], rtol=1e-9)

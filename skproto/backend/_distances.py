@@ -11,9 +11,9 @@ Similarities, larger = more similar:
 import numpy as np
 
 from ._checks import (
+    _check_real_finite,
     as_float_array,
     as_float_matrix,
-    _check_real_finite,
     as_float_pair,
     check_integer,
     check_metric,
@@ -80,14 +80,21 @@ def similarity(X, P, metric="cosine", *, check_input=True):
     return _distances().similarity(X, P, metric, working_memory())
 
 
-def assign(X, P, metric="cosine", *, check_input=True):
+def assign(X, P, metric="cosine", *, return_score=True, check_input=True):
     """Most similar prototype of each row, without building the full matrix.
+
+    Rows go through in cache-sized blocks: the GEMM writes a block of scores and the
+    shift and argmax read it while it is still in cache.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
     P : array-like of shape (n_prototypes, n_features)
     metric : {"cosine", "euclidean", "dot"}, default="cosine"
+    return_score : bool, default=True
+        Also return the similarity to the chosen prototype. False skips its
+        computation (for ``predict``, which needs the index only) and returns the
+        index alone, as ``kneighbors(return_distance=False)`` does.
     check_input : bool, default=True
         Validate the input (real, finite, at least one feature). Estimators that
         validated X already pass False, to skip a second pass over it.
@@ -97,7 +104,7 @@ def assign(X, P, metric="cosine", *, check_input=True):
     index : ndarray of shape (n_samples,), dtype intp
         ``argmax`` of the row's similarities (the first one on ties).
     score : ndarray of shape (n_samples,)
-        The similarity to that prototype.
+        The similarity to that prototype (only with ``return_score=True``).
 
     Examples
     --------
@@ -108,7 +115,10 @@ def assign(X, P, metric="cosine", *, check_input=True):
     """
     check_metric(metric)
     X, P = as_float_pair(X, P, check=check_input)
-    return _distances().assign(X, P, metric, working_memory())
+    index, score = _distances().assign(
+        X, P, metric, working_memory(), return_score=bool(return_score)
+    )
+    return (index, score) if return_score else index
 
 
 def topk(X, P, k, metric="cosine", *, check_input=True):

@@ -4,7 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, column_or_1d
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .._base import (
     FLOAT_DTYPES,
@@ -245,9 +245,15 @@ class NearestMeanClassifier(BaseStatisticsClassifier):
             check_squared_distances_fit(X, X.dtype)
 
     def _validate_X_predict(self, X):
-        X = super()._validate_X_predict(X)
-        if self.metric == "euclidean":
-            check_squared_distances_fit(X, X.dtype)
+        if self.metric != "euclidean":
+            return super()._validate_X_predict(X)
+        # One pass instead of two: the max / min of the range check also catch NaN and
+        # infinity (and raise scikit-learn's message for them).
+        check_is_fitted(self)
+        X = validate_data(
+            self, X, reset=False, dtype=self._predict_dtype(), ensure_all_finite=False
+        )
+        check_squared_distances_fit(X, X.dtype)
         return X
 
     def _head(self, statistics, first):

@@ -4,7 +4,7 @@ import numpy as np
 
 from .._dispatch import distance_chunks as _chunks
 from .._numerics import euclidean_scale
-from ._common import divide_by_row_norms, l2_normalize, row_norms_sq, row_scale_and_norm
+from ._common import l2_normalize, row_norms_sq, row_scale_and_norm
 
 
 class _PreparedPrototypes:
@@ -18,6 +18,8 @@ class _PreparedPrototypes:
     def __init__(self, P, metric):
         self.metric = metric
         self.scale = None
+        self.fold = False
+        self.n_features = P.shape[1]
         if metric == "cosine":
             self.Pt = np.ascontiguousarray(l2_normalize(P).T)
         elif metric == "euclidean":
@@ -25,10 +27,23 @@ class _PreparedPrototypes:
             if self.scale is not None:
                 P = P / self.scale
             # -||x - p||^2 = 2 x.p - ||p||^2 - ||x||^2; the last term is constant per row.
-            self.Pt = np.ascontiguousarray(2 * P.T)
             self.p_sq = row_norms_sq(P)
+            # The shift by -||p||^2 goes into the GEMM (a row of -||p||^2 under 2 P^T,
+            # a column of ones beside the rows) when the pass over the score block it
+            # saves (K values a row) is longer than the copy of the rows it costs
+            # (D + 1 values a row).
+            self.fold = P.shape[0] > P.shape[1]
+            if self.fold:
+                self.Pt = np.ascontiguousarray(np.vstack([2 * P.T, -self.p_sq[None, :]]))
+            else:
+                self.Pt = np.ascontiguousarray(2 * P.T)
         else:  # dot
             self.Pt = np.ascontiguousarray(P.T)
+
+    @property
+    def row_copy(self):
+        """Values a row that :meth:`rows` may copy (for the chunk planner)."""
+        return self.n_features + 1 if self.metric != "dot" else 0
 
     def rows(self, Xc):
         """The chunk as ``raw_scores`` and ``finish`` take it (rescaled if needed).
@@ -36,24 +51,41 @@ class _PreparedPrototypes:
         Cosine: rows whose squared norm over- or underflows are divided by their
         largest absolute value, so that the GEMM keeps its digits (denormal rows
         have almost none left); the similarity does not depend on a row's scale.
+        The norms of the (rescaled) rows are kept for :meth:`finish`, so a chunk
+        is read for its norms once.
         """
+        self.norms = None
         if self.metric == "cosine":
-            scale, _ = row_scale_and_norm(Xc)
+            scale, self.norms = row_scale_and_norm(Xc)
             return Xc if np.all(scale == 1) else Xc / scale[:, None]
+        if self.fold:
+            A = np.empty((Xc.shape[0], self.n_features + 1), dtype=Xc.dtype)
+            if self.scale is None:
+                A[:, :-1] = Xc
+            else:
+                np.divide(Xc, self.scale, out=A[:, :-1])
+            A[:, -1] = 1
+            return A
         return Xc if self.scale is None else Xc / self.scale
+
+    def features(self, Xc):
+        """The rows as given to :meth:`rows`, without the column of ones of the fold."""
+        return Xc[:, : self.n_features] if self.fold else Xc
 
     def raw_scores(self, Xc):
         S = Xc @ self.Pt
-        if self.metric == "euclidean":
+        if self.metric == "euclidean" and not self.fold:
+            # The per-prototype shift, on the block while it is still in cache.
             S -= self.p_sq
         return S
 
     def finish(self, S, Xc):
         """True similarity from raw scores S (any trailing shape per row); in place."""
+        shape = (-1,) + (1,) * (S.ndim - 1)
         if self.metric == "cosine":
-            divide_by_row_norms(S, Xc)
+            S /= np.where(self.norms > 0, self.norms, 1).reshape(shape)
         elif self.metric == "euclidean":
-            S -= row_norms_sq(Xc).reshape((-1,) + (1,) * (S.ndim - 1))
+            S -= row_norms_sq(self.features(Xc)).reshape(shape)
             # Rounding can make a squared distance slightly negative: clamp it at 0.
             np.minimum(S, 0, out=S)
             if self.scale is not None:
@@ -69,25 +101,56 @@ def similarity(X, P, metric, working_memory):
     """Full (n_samples, n_prototypes) similarity matrix."""
     prepared = _PreparedPrototypes(P, metric)
     out = np.empty((X.shape[0], P.shape[0]), dtype=X.dtype)
-    for rows in _chunks(X.shape[0], P.shape[0], X.shape[1], X.itemsize, working_memory):
+    for rows in _chunks(X.shape[0], P.shape[0], X.shape[1] + prepared.row_copy, X.itemsize,
+                        working_memory):
         Xc = prepared.rows(X[rows])
         out[rows] = prepared.finish(prepared.raw_scores(Xc), Xc)
     return out
 
 
-def assign(X, P, metric, working_memory):
-    """Index of the most similar prototype for each row, and that similarity."""
+def assign(X, P, metric, working_memory, return_score=True):
+    """Index of the most similar prototype for each row, and that similarity.
+
+    Without ``return_score`` the score is not finished (no pass over the chunk's
+    norms for euclidean) and None is returned in its place.
+    """
     prepared = _PreparedPrototypes(P, metric)
     n = X.shape[0]
     best_index = np.empty(n, dtype=np.intp)
-    best_score = np.empty(n, dtype=X.dtype)
-    for rows in _chunks(n, P.shape[0], X.shape[1], X.itemsize, working_memory):
+    best_score = np.empty(n, dtype=X.dtype) if return_score else None
+    for rows in _chunks(n, P.shape[0], X.shape[1] + prepared.row_copy, X.itemsize,
+                        working_memory):
+        if metric == "cosine" and not return_score:
+            best_index[rows] = _cosine_index(prepared, X[rows])
+            continue
         Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         idx = np.argmax(S, axis=1)
         best_index[rows] = idx
-        best_score[rows] = prepared.finish(np.take_along_axis(S, idx[:, None], 1), Xc)[:, 0]
+        if return_score:
+            best = np.take_along_axis(S, idx[:, None], 1)
+            best_score[rows] = prepared.finish(best, Xc)[:, 0]
     return best_index, best_score
+
+
+def _cosine_index(prepared, Xc):
+    """Most similar prototype by cosine, without the rows' norms where they are not needed.
+
+    The argmax does not depend on a row's norm, so the raw rows go straight into the
+    GEMM. Their scores keep every digit the comparison needs unless the row is so
+    small that products fall below the normal range (best score under
+    ``tiny / eps``) or so large that a dot product overflows: only those rows are
+    redone rescaled, as :meth:`_PreparedPrototypes.rows` does for every row.
+    """
+    S = Xc @ prepared.Pt
+    idx = np.argmax(S, axis=1)
+    best = np.abs(S[np.arange(idx.shape[0]), idx])
+    info = np.finfo(Xc.dtype)
+    redo = ~(np.isfinite(best) & (best >= info.tiny / info.eps))
+    if redo.any():
+        Xr = prepared.rows(Xc[redo])
+        idx[redo] = np.argmax(prepared.raw_scores(Xr), axis=1)
+    return idx
 
 
 def topk(X, P, k, metric, working_memory):
@@ -99,7 +162,8 @@ def topk(X, P, k, metric, working_memory):
     # Per column: the score block, argpartition's intp index block and its internal
     # copies (measured with tracemalloc: about one more score and index block).
     col_bytes = 2 * (X.itemsize + np.dtype(np.intp).itemsize)
-    for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory, col_bytes):
+    for rows in _chunks(n, n_prototypes, X.shape[1] + prepared.row_copy, X.itemsize,
+                        working_memory, col_bytes):
         Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         if k < n_prototypes:
@@ -124,7 +188,8 @@ def kth_similarity(X, P, k, metric, working_memory):
     prepared = _PreparedPrototypes(P, metric)
     n, n_prototypes = X.shape[0], P.shape[0]
     out = np.empty(n, dtype=X.dtype)
-    for rows in _chunks(n, n_prototypes, X.shape[1], X.itemsize, working_memory):
+    for rows in _chunks(n, n_prototypes, X.shape[1] + prepared.row_copy, X.itemsize,
+                        working_memory):
         Xc = prepared.rows(X[rows])
         S = prepared.raw_scores(Xc)
         S.partition(n_prototypes - k, axis=1)

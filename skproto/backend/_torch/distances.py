@@ -6,12 +6,11 @@ import torch
 from .._dispatch import distance_chunks as _chunks
 from .._numerics import euclidean_scale
 from ._common import (
-    divide_by_row_norms,
-    normalize_rows,
-    row_scale_and_norm,
     l2_normalize,
+    normalize_rows,
     resolve_device,
     row_norms_sq,
+    row_scale_and_norm,
     to_device,
     to_numpy,
 )
@@ -46,9 +45,13 @@ class _PreparedPrototypes:
             self.Pt = P.T.contiguous()
 
     def rows(self, Xc):
-        """The chunk as ``raw_scores`` and ``finish`` take it (rescaled if needed)."""
+        """The chunk as ``raw_scores`` and ``finish`` take it (rescaled if needed).
+
+        Cosine keeps the norms of the (rescaled) rows for :meth:`finish`.
+        """
+        self.norms = None
         if self.metric == "cosine":
-            scale, _ = row_scale_and_norm(Xc)
+            scale, self.norms = row_scale_and_norm(Xc)
             return Xc if bool(torch.all(scale == 1)) else Xc / scale[:, None]
         return Xc if self.scale is None else Xc / float(self.scale)
 
@@ -61,7 +64,8 @@ class _PreparedPrototypes:
     def finish(self, S, Xc):
         shape = (-1,) + (1,) * (S.ndim - 1)
         if self.metric == "cosine":
-            divide_by_row_norms(S, Xc)
+            norms = torch.where(self.norms > 0, self.norms, torch.ones_like(self.norms))
+            S /= norms.reshape(shape)
         elif self.metric == "euclidean":
             S -= row_norms_sq(Xc).reshape(shape)
             S.clamp_(max=0)
@@ -71,10 +75,16 @@ class _PreparedPrototypes:
         return S
 
 
-def _chunked(X, P, working_memory, col_bytes=None):
+def _cache_blocked(device):
+    # On a CPU, cache-sized blocks keep the reductions in cache; a GPU wants each
+    # chunk as large as working_memory allows (fewer launches and transfers).
+    return device.type == "cpu"
+
+
+def _chunked(X, P, working_memory, device, col_bytes=None):
     # A row of X on the device and its rescaled copy, then the score block.
     return _chunks(X.shape[0], P.shape[0], 2 * X.shape[1], X.itemsize, working_memory,
-                   col_bytes)
+                   col_bytes, cache_blocked=_cache_blocked(device))
 
 
 @torch.inference_mode()
@@ -82,25 +92,26 @@ def similarity(X, P, metric, working_memory):
     device = resolve_device()
     prepared = _PreparedPrototypes(P, metric, device)
     out = np.empty((X.shape[0], P.shape[0]), dtype=X.dtype)
-    for rows in _chunked(X, P, working_memory):
+    for rows in _chunked(X, P, working_memory, device):
         Xc = prepared.rows(to_device(X[rows], device))
         out[rows] = to_numpy(prepared.finish(prepared.raw_scores(Xc), Xc))
     return out
 
 
 @torch.inference_mode()
-def assign(X, P, metric, working_memory):
+def assign(X, P, metric, working_memory, return_score=True):
     device = resolve_device()
     prepared = _PreparedPrototypes(P, metric, device)
     best_index = np.empty(X.shape[0], dtype=np.intp)
-    best_score = np.empty(X.shape[0], dtype=X.dtype)
-    for rows in _chunked(X, P, working_memory):
+    best_score = np.empty(X.shape[0], dtype=X.dtype) if return_score else None
+    for rows in _chunked(X, P, working_memory, device):
         Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # torch.max returns the first maximal index, as np.argmax does.
         score, idx = torch.max(S, dim=1)
         best_index[rows] = to_numpy(idx)
-        best_score[rows] = to_numpy(prepared.finish(score[:, None], Xc)[:, 0])
+        if return_score:
+            best_score[rows] = to_numpy(prepared.finish(score[:, None], Xc)[:, 0])
     return best_index, best_score
 
 
@@ -110,7 +121,7 @@ def topk(X, P, k, metric, working_memory):
     prepared = _PreparedPrototypes(P, metric, device)
     indices = np.empty((X.shape[0], k), dtype=np.intp)
     scores = np.empty((X.shape[0], k), dtype=X.dtype)
-    for rows in _chunked(X, P, working_memory):
+    for rows in _chunked(X, P, working_memory, device):
         Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # torch.topk is much faster than a full sort on large K; exact ties between
@@ -130,7 +141,7 @@ def kth_similarity(X, P, k, metric, working_memory):
     # torch.kthvalue works on a copy of the scores (measured: scores, their copy and
     # int64 indices per column).
     col_bytes = 3 * X.itemsize + 8
-    for rows in _chunked(X, P, working_memory, col_bytes):
+    for rows in _chunked(X, P, working_memory, device, col_bytes):
         Xc = prepared.rows(to_device(X[rows], device))
         S = prepared.raw_scores(Xc)
         # kthvalue counts from the smallest: the k-th largest is the (K - k + 1)-th smallest.
@@ -147,7 +158,8 @@ def whitened_sq_distance(X, center, W, working_memory):
     W_t = to_device(W, device)
     out = np.empty(X.shape[0], dtype=X.dtype)
     # The row, its normalised and centred copies, then the projection.
-    for rows in _chunks(X.shape[0], W.shape[1], 3 * X.shape[1], X.itemsize, working_memory):
+    for rows in _chunks(X.shape[0], W.shape[1], 3 * X.shape[1], X.itemsize, working_memory,
+                        cache_blocked=_cache_blocked(device)):
         Xc = to_device(X[rows], device)
         Z = normalize_rows(Xc) - center_t
         Z = Z @ W_t
@@ -175,7 +187,7 @@ def _mahalanobis_setup(X, means, W, working_memory):
     means_t, W_t = to_device(means, device), to_device(W, device)
     means_w = means_t @ W_t if W.ndim == 2 else None
     chunks = _chunks(X.shape[0], means.shape[0], X.shape[1] + W.shape[-1], X.itemsize,
-                     working_memory)
+                     working_memory, cache_blocked=_cache_blocked(device))
     return device, means_t, W_t, means_w, chunks
 
 
