@@ -132,6 +132,23 @@ def kernel_calls(X, P, rng):
                                                   log_w[:k_full] - np.log(k_full / k_mix),
                                                   "full"),
             [(n, d_full, d_full)] * k_full + [(k_full, n, d_full), (d_full, n, d_full)]),
+        # Whole runs (5 iterations, tol=0): per EM iteration the two score GEMMs
+        # (x @ W, [x^2, 1] @ W_sq) and the two moment GEMMs, then the final assignment.
+        "mixture_em": (
+            lambda: tuple(backend.mixture_em(X, means, prec_diag, log_w, "diag", max_iter=5,
+                                             tol=0)[key]
+                          for key in ("weights", "means", "covariances", "labels")),
+            [(n, d, k_mix)] * (4 * 5 + 2)),
+        "mixture_m_step": (
+            lambda: backend.mixture_m_step(
+                np.full(k_full, n / k_full), n / k_full * means[:k_full, :d_full],
+                n / k_full * (np.eye(d_full) + np.einsum(
+                    "kd,ke->kde", means[:k_full, :d_full], means[:k_full, :d_full])),
+                "full"),
+            []),
+        "semi_supervised_kmeans": (
+            lambda: backend.semi_supervised_kmeans(X, means, max_iter=5)[:3],
+            [(n, d, k_mix)] * 6),
         "sinkhorn": (lambda: backend.sinkhorn(scores), []),
         "balanced_assignment": (
             lambda: backend.balanced_assignment(Xb, Pb, top_k=5),

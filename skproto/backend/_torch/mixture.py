@@ -176,7 +176,8 @@ def _add_block_statistics(stats, g, Xc, fixed_c):
         is_fixed = fixed_c >= 0
         component = fixed_c.clamp(min=0)
         norm = torch.where(is_fixed, wlp.gather(1, component[:, None])[:, 0], norm)
-        one_hot = torch.nn.functional.one_hot(component, g.n_components).to(resp.dtype)
+        # scatter_, not one_hot: one_hot checks its values, a device sync on a GPU.
+        one_hot = torch.zeros_like(resp).scatter_(1, component[:, None], 1.0)
         resp = torch.where(is_fixed[:, None], one_hot, resp)
     ll += norm.sum(dtype=_F64)
     nk += resp.sum(dim=0, dtype=_F64)
@@ -443,6 +444,7 @@ def semi_supervised_kmeans(X, means, fixed, max_iter, working_memory):
         X_t, centres = X_t / float(scale), centres / float(scale)
     fixed_t = to_device(fixed, device)
     is_fixed = fixed_t >= 0
+    ones = torch.ones(X.shape[0], dtype=torch.int64, device=device)
     blocks = distance_chunks(X.shape[0], n_components, X.shape[1], X.itemsize,
                              working_memory, cache_blocked=device.type == "cpu")
 
@@ -466,7 +468,9 @@ def semi_supervised_kmeans(X, means, fixed, max_iter, working_memory):
         # Sums in X's dtype, as the numpy twin's group_sum.
         sums = torch.zeros((n_components, X.shape[1]), dtype=X_t.dtype, device=device)
         sums.index_add_(0, labels, X_t)
-        counts = torch.bincount(labels, minlength=n_components)
+        # index_add_, not bincount: bincount sizes its output from the data (a sync).
+        counts = torch.zeros(n_components, dtype=torch.int64, device=device)
+        counts.index_add_(0, labels, ones)
         # An empty component keeps its centre.
         centres = torch.where(
             counts[:, None] > 0, sums.to(_F64) / counts.clamp(min=1)[:, None], centres
