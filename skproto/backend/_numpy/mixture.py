@@ -65,9 +65,8 @@ def _gemm_add(out, A, B):
 def block_rows(row_bytes, budget_row_bytes, n_rows, working_memory):
     """Row slices: cache-sized (a power of two) and within ``working_memory``.
 
-    ``row_bytes`` are what a block writes and reads again (its helper copy, scores and
-    scratch), which should stay in cache; ``budget_row_bytes`` all the temporaries of
-    a row, which ``working_memory`` bounds.
+    ``row_bytes`` are what a block reads more than once, which should stay in cache;
+    ``budget_row_bytes`` all the temporaries of a row, which ``working_memory`` bounds.
     """
     rows = min(MAX_BLOCK_ROWS, cache_block_rows(row_bytes))
     rows = 1 << (int(rows).bit_length() - 1)  # the power of two at or below
@@ -78,7 +77,9 @@ def _mixture_blocks(X, n_components, covariance_type, working_memory):
     """Blocks of an E-step kernel and the size of the largest one."""
     n_rows, n_features = X.shape
     aux, scratch = _aux_columns(covariance_type, n_components, n_features)
-    cached = X.itemsize * (aux + scratch + n_components)
+    # What a block reads more than once: its rows of X (the helper pass, the score
+    # GEMM, the moments GEMM), the helper copy, the scores and the scratch block.
+    cached = X.itemsize * (n_features + aux + scratch + n_components)
     # The block of X itself (a copy when X is not contiguous), the helper copy, the
     # scratch block and up to three (rows x components) blocks.
     budget = X.itemsize * (n_features + aux + scratch + 3 * n_components)
