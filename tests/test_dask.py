@@ -4,8 +4,8 @@ started once for the module and closed at its end).
 
 Every comparison is against the same estimator fitted in memory on the same numbers
 (itself tested against independent transcriptions elsewhere). Row blocks are 8192
-rows (the chunk of the mixture E-step kernel), so that the GMM's float32 GEMMs round
-the same on both paths: the E-step sums raw second moments per chunk in float32, and
+rows (a multiple of the mixture E-step kernel's blocks, powers of two up to 8192), so
+that the GMM's float32 GEMMs round the same on both paths: the E-step sums raw second moments per chunk in float32, and
 for data off the origin ``sq_sums - sums^2 / n`` then differs by ~1e-5 relative
 between two chunkings, whichever path runs them.
 """
