@@ -162,3 +162,27 @@ def test_torch_mixture_assign_matches_numpy(cov_type, dtype):
     np.testing.assert_array_equal(got[0][clear], ref[0][clear])
     rtol = 1e-4 if dtype == np.float32 else 1e-9
     np.testing.assert_allclose(got[1], ref[1], rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_numpy_kernels_in_worker_threads_equal_one_thread(cov_type, monkeypatch):
+    """Blocks processed by several threads (BLAS on one each) give the sequential
+    results, and the same results on every run (fixed shares of the blocks)."""
+    from skproto.backend._numpy import mixture as numpy_mixture
+
+    rng = np.random.RandomState(4)
+    X, means, prec_chol, log_w = _random_mixture(rng, n_samples=3000, cov_type=cov_type)
+    fixed = np.where(rng.rand(len(X)) < 0.3, rng.randint(0, 4, len(X)), -1)
+
+    def run(n_threads):
+        monkeypatch.setattr(numpy_mixture, "_blas_threads", lambda: n_threads)
+        with skproto.config_context(working_memory=0.05):  # about 50 blocks
+            return (backend.log_responsibilities(X, means, prec_chol, log_w, cov_type)
+                    + backend.mixture_assign(X, means, prec_chol, log_w, cov_type, fixed)
+                    + backend.mixture_em_statistics(X, means, prec_chol, log_w, cov_type,
+                                                    fixed))
+
+    one, three, again = run(1), run(3), run(3)
+    for a, b, c in zip(one, three, again):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(b, c)
