@@ -6,7 +6,8 @@ and spherical; N=200,000 x D=128 with K=20 for full; float32), times
 - ``mixture_em_statistics`` (one EM pass: the E-step reduced into the M-step sums)
   against its two GEMMs: the scores (``[x, x^2] @ W`` for diag, ``x @ W``
   spherical, ``x @ [L_1 .. L_K]`` full) and the moments (``F^T R``, and for full
-  ``(R (x) X)^T X``, the responsibility-weighted outer products);
+  ``Z^T X`` with ``Z = (r_ik x_i)_k`` side by side, the responsibility-weighted outer
+  products; ``Z`` is given, not built, in the bare GEMM);
 - ``log_responsibilities`` and ``mixture_assign`` (prediction) against the score GEMM.
 
 The bare GEMMs are the same matmuls alone, on the same operands (R random), in row
@@ -77,7 +78,10 @@ def bare_gemms(X, k, cov_type, rng, one_call):
     else:
         F, W = X, rng.standard_normal((d, k * d), dtype=f32)
     S = np.empty((min(n, BLOCK), W.shape[1]), dtype=f32)
-    Z = np.empty((min(n, BLOCK), k * d), dtype=f32) if cov_type == "full" else None
+    # full: the rows r_ik x_i side by side, (rows, K * D); one random block stands for
+    # every block (a GEMM's time does not depend on the values), so that only the
+    # matmul is timed, not the building of its operand.
+    Z = rng.random((min(n, BLOCK), k * d), dtype=f32) if cov_type == "full" else None
 
     def scores():
         if one_call:
@@ -96,8 +100,6 @@ def bare_gemms(X, k, cov_type, rng, one_call):
             np.matmul(Fb, W, out=S[: Fb.shape[0]])
             Fb.T @ Rb
             if Z is not None:  # sum_i r_ik x_i x_i^T: (R (x) X)^T X
-                Zb = Z[: Fb.shape[0]].reshape(Fb.shape[0], k, d)
-                np.multiply(Rb[:, :, None], Fb[:, None, :], out=Zb)
                 Z[: Fb.shape[0]].T @ Fb
 
     return scores, scores_and_moments
