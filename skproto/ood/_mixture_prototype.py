@@ -51,7 +51,13 @@ def _init_prototypes(Xn, codes, n_groups, n_prototypes, init, rng):
     for g in range(n_groups):
         Xg = Xn[codes == g]
         if Xg.shape[0] >= n_prototypes:
-            centers, _ = kmeans_plusplus(Xg, n_prototypes, random_state=rng)
+            # In float64: scikit-learn computes float32 distances in float64 anyway,
+            # converting X chunk by chunk at every step (same seeds, half the time).
+            Xg64 = Xg.astype(np.float64)
+            centers, _ = kmeans_plusplus(
+                Xg64, n_prototypes, x_squared_norms=np.einsum("ij,ij->i", Xg64, Xg64),
+                random_state=rng,
+            )
         else:
             # Fewer samples than prototypes: every sample seeds one or more of them.
             centers = Xg[np.arange(n_prototypes) % Xg.shape[0]]

@@ -87,13 +87,16 @@ def _normalize_l1(A, axis):
 def _topk_mask(A, k):
     """Boolean mask of the k largest entries of each row (ties: the lower column first).
 
-    The k-th largest value of each row by a partition (no full sort); every entry
-    above it is kept, and entries equal to it from the left until the row has k.
+    The k-th largest value of each row by a partition (no sort of the indices); every
+    entry above it is kept, and entries equal to it from the left until the row has k.
     """
     kth = -np.partition(-A, k - 1, axis=1)[:, k - 1 : k]
+    keep = A >= kth
+    if np.all(np.count_nonzero(keep, axis=1) == k):  # no tie at the k-th value
+        return keep
     above = A > kth
     tied = A == kth
-    room = k - above.sum(axis=1, keepdims=True)
+    room = k - np.count_nonzero(above, axis=1)[:, None]
     return above | (tied & (np.cumsum(tied, axis=1) <= room))
 
 
@@ -141,22 +144,23 @@ def _pass_order(index, keys, batch_size, codes, n_groups):
     return order
 
 
-def _own_block_update(Q, codes_b, n_groups, n_protos, top_k):
-    """``W`` restricted to each sample's own group: (B, M) weights, rows then columns to 1.
+def _own_block_weights(Q, codes_b, n_groups, n_protos, top_k):
+    """Each sample's row of ``W`` over its own group's prototypes, rows scaled to 1.
 
     ``Q`` is the Sinkhorn matrix up to a positive factor per row, which the row
-    normalisation removes (and the top-k of a row does not depend on).
+    normalisation removes (and the top-k of a row does not depend on). Returns the
+    (B, M) weights and each prototype's column total (K,), for the column
+    normalisation, which the caller applies to the targets.
     """
     B = Q.shape[0]
     own = Q.reshape(B, n_groups, n_protos)[np.arange(B), codes_b]
     if top_k is not None:
         own *= _topk_mask(own, top_k)
-    own = _normalize_l1(own, axis=1)
+    rows = own.sum(axis=1, keepdims=True)
+    np.divide(own, rows, out=own, where=rows > 0)
     slots = (codes_b[:, None] * n_protos + np.arange(n_protos)).ravel()
-    col = np.bincount(slots, weights=own.ravel(), minlength=n_groups * n_protos)
-    col = col.astype(own.dtype).reshape(n_groups, n_protos)[codes_b]
-    np.divide(own, col, out=own, where=col > 0)
-    return own
+    cols = np.bincount(slots, weights=own.ravel(), minlength=n_groups * n_protos)
+    return own, cols
 
 
 def _targets_grouped(own, Xb, codes_b, n_groups, n_protos, out):
@@ -176,11 +180,13 @@ def _targets_grouped(own, Xb, codes_b, n_groups, n_protos, out):
     return out
 
 
-def _batch_targets(Xb, S, codes_b, n_groups, n_protos, eps, n_iter, top_k, linear, out):
-    """PALM's targets ``W.T @ Xb`` of one batch from its scores ``S = Xb @ P.T``.
+def _batch_targets(Xb, S, codes_b, n_groups, n_protos, eps, n_iter, top_k, linear, weight,
+                   out):
+    """``weight`` times PALM's targets ``W.T @ Xb`` of one batch, from ``S = Xb @ P.T``.
 
     ``S`` is overwritten. ``linear``: the caller checked that ``exp(S / eps)`` is in
     the linear-domain range (:func:`sinkhorn`); otherwise the log-domain Sinkhorn.
+    W's column normalisation and ``weight`` scale the (K, D) targets rather than W.
     """
     if linear:
         S *= 1 / eps
@@ -191,12 +197,19 @@ def _batch_targets(Xb, S, codes_b, n_groups, n_protos, eps, n_iter, top_k, linea
         E = _sinkhorn_log(S, eps, n_iter)
     # E is now PALM's Q up to a positive factor per row.
     if codes_b is not None:
-        own = _own_block_update(E, codes_b, n_groups, n_protos, top_k)
-        return _targets_grouped(own, Xb, codes_b, n_groups, n_protos, out)
-    if top_k is not None:
-        E *= _topk_mask(E, top_k)
-    W = _normalize_l1(_normalize_l1(E, axis=1), axis=0)
-    return np.matmul(W.T, Xb, out=out)
+        own, cols = _own_block_weights(E, codes_b, n_groups, n_protos, top_k)
+        _targets_grouped(own, Xb, codes_b, n_groups, n_protos, out)
+    else:
+        if top_k is not None:
+            E *= _topk_mask(E, top_k)
+        W = _normalize_l1(E, axis=1)
+        cols = W.sum(axis=0)
+        np.matmul(W.T, Xb, out=out)
+    # A prototype with no weight has a zero target row: its scale does not matter.
+    scale = np.zeros(cols.shape, dtype=out.dtype)
+    np.divide(weight, cols, out=scale, where=cols > 0, casting="unsafe")
+    out *= scale[:, None]
+    return out
 
 
 def _converged(drift, tol, delta):
@@ -214,6 +227,9 @@ def balanced_prototypes(
     M = K // n_groups
     dtype = X.dtype.type
     m = dtype(momentum)
+    # normalize(m P + (1 - m) U) = normalize(P + (1 - m) / m U): the EMA is one
+    # scaled addition (m = 0: P = normalize(U)).
+    weight = (1 - m) / m if m > 0 else dtype(1)
     grouped = x_groups is not None
     n_batches = -(-n_samples // batch_size)
     rate = 1.0 - float(momentum) ** n_batches
@@ -240,12 +256,14 @@ def balanced_prototypes(
                 Xb = np.take(X, idx, axis=0, out=xbuf[:nb], mode="clip")
                 S = np.matmul(Xb, P.T, out=sbuf[:nb])
                 codes_b = x_groups[idx] if grouped else None
-                _batch_targets(Xb, S, codes_b, n_groups, M, eps, n_iter, top_k, linear, U)
+                _batch_targets(Xb, S, codes_b, n_groups, M, eps, n_iter, top_k, linear,
+                               weight, U)
                 # EMA, then back to the sphere (a row that got no weight keeps its
                 # direction; a zero row stays zero).
-                P *= m
-                U *= 1 - m
-                P += U
+                if m > 0:
+                    P += U
+                else:
+                    P[...] = U
                 norms = np.sqrt(np.einsum("ij,ij->i", P, P))
                 np.divide(P, norms[:, None], out=P, where=norms[:, None] > 0)
             n_done = t + 1

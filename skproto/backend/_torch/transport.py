@@ -179,13 +179,16 @@ def balanced_prototypes(
     Pt = to_device(np.ascontiguousarray(P), device).clone()
     codes = None if x_groups is None else to_device(x_groups, device)
     index = torch.arange(n_samples, dtype=torch.int64, device=device)
+    Xp_buf = torch.empty_like(Xt)
     prev, drift, n_done, converged = None, math.inf, 0, False
     with _one_thread(small_gemm and device.type == "cpu"):
         for t in range(max_iter):
             order = _pass_order(index, pass_keys[t], batch_size, codes, n_groups)
             # One gather per pass; the batches are then slices of it.
-            Xp = Xt[order]
-            codes_p = None if codes is None else codes[order]
+            # Into one buffer for the whole fit (index_select: several times faster
+            # than advanced indexing on a CPU; a new tensor a pass costs page faults).
+            Xp = torch.index_select(Xt, 0, order, out=Xp_buf)
+            codes_p = None if codes is None else torch.index_select(codes, 0, order)
             P_start = Pt.clone()
             for start in range(0, n_samples, batch_size):
                 Xb = Xp[start : start + batch_size]
@@ -193,7 +196,7 @@ def balanced_prototypes(
                 U = _batch_targets(Xb, Xb @ Pt.T, codes_b, n_groups, M, inv_eps, epsilon,
                                    n_iter, top_k, linear)
                 Pt.mul_(m).add_(U, alpha=one_minus_m)
-                norms = torch.sqrt(torch.einsum("ij,ij->i", Pt, Pt))[:, None]
+                norms = torch.linalg.vector_norm(Pt, dim=1, keepdim=True)
                 Pt.div_(torch.where(norms > 0, norms, torch.ones_like(norms)))
             n_done = t + 1
             delta = Pt - P_start
