@@ -101,6 +101,19 @@ def check_correctness(X, P, working_memory):
         "max abs diff / scale": float(np.abs(out["torch"][0] - out["numpy"][0]).max()),
         "argmax agreement": float(np.mean(out["torch"][0].argmax(1) == out["numpy"][0].argmax(1))),
     })
+    # PALM's whole fit (a few passes), on the device from start to end.
+    Xf = Xs / np.linalg.norm(Xs, axis=1, keepdims=True)
+    groups = rng.integers(0, 8, size=Xf.shape[0])
+    P0 = Xf[rng.choice(Xf.shape[0], 8 * 6, replace=False)]
+    for name in ("numpy", "torch"):
+        with config_context(backend=name, working_memory=working_memory):
+            out[name] = backend.balanced_prototypes(Xf, P0, groups, 8, top_k=5, max_iter=3, tol=0)
+    rows.append({
+        "kernel": "balanced_prototypes (3 PALM passes)",
+        "max abs diff / scale": float(np.abs(out["torch"][0] - out["numpy"][0]).max()),
+        "argmax agreement": float(np.mean(
+            (Xf @ out["torch"][0].T).argmax(1) == (Xf @ out["numpy"][0].T).argmax(1))),
+    })
 
     rows.append({
         "kernel": "group_sum (sums, squares)",
