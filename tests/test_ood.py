@@ -461,10 +461,12 @@ def _reference_fit(X, P, labels, proto_labels, seed, max_iter, batch_size, top_k
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@pytest.mark.parametrize("grouped, top_k, n_iter", [(True, 2, 3), (True, 0, 1), (False, 3, 3),
-                                                    (False, 0, 0)])
+@pytest.mark.parametrize("grouped, top_k, n_iter, momentum", [
+    (True, 2, 3, 0.8), (True, 0, 1, 0.8), (False, 3, 3, 0.8), (False, 0, 0, 0.8),
+    (True, 2, 3, 0.0),
+])
 def test_balanced_prototypes_is_palm_over_the_documented_batches(
-    rng, backend_name, grouped, top_k, n_iter
+    rng, backend_name, grouped, top_k, n_iter, momentum
 ):
     n, d, n_groups, M = 150, 8, 3 if grouped else 1, 4
     X = _unit(rng.randn(n, d))
@@ -472,11 +474,12 @@ def test_balanced_prototypes_is_palm_over_the_documented_batches(
     P0 = _unit(rng.randn(n_groups * M, d))
     proto_labels = np.repeat(np.arange(n_groups), M)
     expected = _reference_fit(X, P0, labels, proto_labels, seed=7, max_iter=3,
-                              batch_size=40, top_k=top_k, m=0.8, n_iter=n_iter)
+                              batch_size=40, top_k=top_k, m=momentum, n_iter=n_iter)
     with skproto.config_context(backend=backend_name, device="cpu"):
         P, n_passes, _, converged = backend.balanced_prototypes(
             X, P0, labels if grouped else None, n_groups, n_iter=n_iter,
-            top_k=top_k or None, momentum=0.8, batch_size=40, max_iter=3, tol=0, seed=7,
+            top_k=top_k or None, momentum=momentum, batch_size=40, max_iter=3, tol=0,
+            seed=7,
         )
     assert (n_passes, converged) == (3, False)
     assert P.dtype == np.float64
