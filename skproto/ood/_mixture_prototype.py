@@ -213,7 +213,7 @@ class MixturePrototypeOODDetector(
         class peaks near pass 15 and then decreases slowly to that of the fixed
         point, so fitting further is no better). If ``max_iter`` ends the fit first, a
         :class:`~sklearn.exceptions.ConvergenceWarning` is raised. ``tol=0`` runs
-        ``max_iter`` passes (unless the prototypes stop exactly), without warning.
+        ``max_iter`` passes (unless the prototypes stop exactly), with that warning.
     init : {"k-means++", "uniform"}, default="k-means++"
         ``"k-means++"``: k-means++ seeds among the normalised samples of each class
         (every sample seeds one or more prototypes if a class has fewer than
@@ -431,7 +431,7 @@ class MixturePrototypeOODDetector(
             seed=int(rng.randint(np.iinfo(np.int32).max)),
             check_input=False,
         )
-        if not converged and self.tol > 0:
+        if not converged:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
                 f"passes (drift {drift:.3g} > tol={self.tol:g}: the prototypes still "
