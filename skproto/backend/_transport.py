@@ -242,7 +242,9 @@ def balanced_prototypes(
 
     Notes
     -----
-    The numpy kernel runs the batch GEMMs on one BLAS thread when they are small
+    Memory: X (on the torch backend, X on the device), the prototypes, and one batch
+    of rows and scores; ``working_memory`` does not apply (X is used whole every
+    pass). The numpy kernel runs the batch GEMMs on one BLAS thread when they are small
     (``2 * batch_size * n_prototypes * n_features`` below ``SMALL_GEMM_FLOPS``,
     2**31), scoped to the call; the torch kernel does the same with ``torch.set_num_threads``
     on a CPU device. Sinkhorn runs in the linear domain when ``2 max|x| max|p| /

@@ -179,19 +179,20 @@ def balanced_prototypes(
     Pt = to_device(np.ascontiguousarray(P), device).clone()
     codes = None if x_groups is None else to_device(x_groups, device)
     index = torch.arange(n_samples, dtype=torch.int64, device=device)
-    Xp_buf = torch.empty_like(Xt)
+    # One batch-sized buffer for the gathered rows (no copy of X a pass).
+    xbuf = torch.empty((min(batch_size, n_samples), X.shape[1]), dtype=Xt.dtype,
+                       device=device)
     prev, drift, n_done, converged = None, math.inf, 0, False
     with _one_thread(small_gemm and device.type == "cpu"):
         for t in range(max_iter):
             order = _pass_order(index, pass_keys[t], batch_size, codes, n_groups)
-            # One gather per pass; the batches are then slices of it.
-            # Into one buffer for the whole fit (index_select: several times faster
-            # than advanced indexing on a CPU; a new tensor a pass costs page faults).
-            Xp = torch.index_select(Xt, 0, order, out=Xp_buf)
-            codes_p = None if codes is None else torch.index_select(codes, 0, order)
+            codes_p = None if codes is None else codes[order]
             P_start = Pt.clone()
             for start in range(0, n_samples, batch_size):
-                Xb = Xp[start : start + batch_size]
+                idx = order[start : start + batch_size]
+                # index_select into the buffer: several times faster than advanced
+                # indexing on a CPU, and no new allocation per batch.
+                Xb = torch.index_select(Xt, 0, idx, out=xbuf[: idx.shape[0]])
                 codes_b = None if codes_p is None else codes_p[start : start + batch_size]
                 U = _batch_targets(Xb, Xb @ Pt.T, codes_b, n_groups, M, inv_eps, epsilon,
                                    n_iter, top_k, linear)
