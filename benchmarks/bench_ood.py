@@ -32,11 +32,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import alternated_times, ratio_stats, time_stats, uptime  # noqa: E402
 
 from sklearn.ensemble import IsolationForest  # noqa: E402
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors  # noqa: E402
 
-from skproto import MixturePrototypeOODDetector  # noqa: E402
+from skproto import KNNOODDetector, MixturePrototypeOODDetector  # noqa: E402
 from skproto.metrics import ood_report  # noqa: E402
 
 
@@ -77,9 +80,7 @@ def bench_knn_speed(n_queries, n_train, dim, k, repeats):
     Q = centers[rng.randint(100, size=n_queries)] + rng.randn(n_queries, dim).astype(
         np.float32
     )
-    det = MixturePrototypeOODDetector(
-        n_prototypes=1, max_iter=1, ood_score="knn", n_neighbors=k, random_state=0
-    ).fit(T)
+    det = KNNOODDetector(n_neighbors=k).fit(T)
     Tn = _unit(T)
     chunk = 4096
 
@@ -92,11 +93,8 @@ def bench_knn_speed(n_queries, n_train, dim, k, repeats):
             Xn_all[start : start + chunk] @ Tn.T
         return None
 
-    rows, results = [], {}
-    t_ours, s_ours = _timed(ours, repeats)
-    rows.append(("skproto knn score (backend kth_similarity)", t_ours, s_ours))
-    t_gemm, _ = _timed(gemm, repeats)
-    rows.append(("bare GEMM Xn @ Tn.T (chunks of 4096)", t_gemm, None))
+    funcs = {"skproto KNNOODDetector.score_samples (kth_similarity)": ours,
+             "bare GEMM Xn @ Tn.T (chunks of 4096)": gemm}
     try:
         import faiss
 
@@ -108,8 +106,7 @@ def bench_knn_speed(n_queries, n_train, dim, k, repeats):
             D, _ = index.search(np.ascontiguousarray(_unit(X)), k)
             return D[:, k - 1]
 
-        t_faiss, s_faiss = _timed(run_faiss, repeats)
-        rows.append((f"faiss-cpu {faiss.__version__} IndexFlatIP", t_faiss, s_faiss))
+        funcs[f"faiss-cpu {faiss.__version__} IndexFlatIP"] = run_faiss
     except ImportError:
         print("faiss-cpu not installed: skipping it (pip install faiss-cpu)")
 
@@ -119,44 +116,51 @@ def bench_knn_speed(n_queries, n_train, dim, k, repeats):
         dist, _ = nn.kneighbors(X)
         return 1.0 - dist[:, k - 1]
 
-    t_sk, s_sk = _timed(run_sklearn, repeats)
-    rows.append(("sklearn NearestNeighbors(cosine, brute)", t_sk, s_sk))
+    funcs["sklearn NearestNeighbors(cosine, brute)"] = run_sklearn
+    load_before = uptime()
+    times, outputs = alternated_times(funcs, repeats, warmup=False)
+    load_after = uptime()
+    names = list(funcs)
+    ours_name, gemm_name = names[0], names[1]
+    s_ours = outputs[ours_name]
 
     sub = Q[: min(20_000, n_queries)]
     mem = {
-        rows[0][0]: _peak_mib(lambda: ours(sub)),
-        rows[1][0]: _peak_mib(lambda: gemm(sub)),
+        ours_name: _peak_mib(lambda: ours(sub)),
+        gemm_name: _peak_mib(lambda: gemm(sub)),
         "sklearn NearestNeighbors(cosine, brute)": _peak_mib(lambda: run_sklearn(sub)),
     }
     flops = 2.0 * n_queries * n_train * dim
     print(
         f"\nknn score, N={n_queries:,} queries x {n_train:,} train x D={dim}, k={k}, "
-        f"float32, best of {repeats}"
+        f"float32, {repeats} alternated rounds: median [min, max]"
     )
+    print(f"before: {load_before}")
     header = (
-        f"{'method':42s} {'time s':>8s} {'vs GEMM':>8s} {'vs ours':>8s} "
+        f"{'method':52s} {'time s':>8s} {'vs GEMM':>20s} {'vs ours':>8s} "
         f"{'GFLOP/s':>8s} {'max |diff|':>11s} {'peak MiB*':>9s}"
     )
     print(header)
     print("-" * len(header))
-    for name, t, s in rows:
-        diff = "" if s is None else f"{np.abs(np.asarray(s) - s_ours).max():.1e}"
+    results = {}
+    for name in names:
+        t = time_stats(times[name])
+        vs_gemm = ratio_stats(times[name], times[gemm_name])
+        vs_ours = ratio_stats(times[name], times[ours_name])
+        out = outputs[name]
+        diff = None if out is None else float(np.abs(np.asarray(out) - s_ours).max())
         peak = mem.get(name)
-        peak_s = "n/a" if peak is None else f"{peak:.0f}"
         print(
-            f"{name:42s} {t:8.2f} {t / t_gemm:8.2f} {t / t_ours:8.2f} "
-            f"{flops / t / 1e9:8.1f} {diff:>11s} {peak_s:>9s}"
+            f"{name:52s} {t['median']:8.2f} "
+            f"{vs_gemm['median']:6.2f} [{vs_gemm['min']:.2f}, {vs_gemm['max']:.2f}] "
+            f"{vs_ours['median']:8.2f} {flops / t['median'] / 1e9:8.1f} "
+            f"{'' if diff is None else f'{diff:.1e}':>11s} "
+            f"{'n/a' if peak is None else f'{peak:.0f}':>9s}"
         )
-        results[name] = {
-            "seconds": t,
-            "ratio_vs_gemm": t / t_gemm,
-            "ratio_vs_ours": t / t_ours,
-            "max_abs_diff_vs_ours": None if s is None else float(
-                np.abs(np.asarray(s) - s_ours).max()
-            ),
-            "peak_mib_20k_queries": peak,
-        }
+        results[name] = {"seconds": t, "ratio_vs_gemm": vs_gemm, "ratio_vs_ours": vs_ours,
+                         "max_abs_diff_vs_ours": diff, "peak_mib_20k_queries": peak}
     print(f"* tracemalloc peak on the first {sub.shape[0]:,} queries (faiss: C++, not seen)")
+    print(f"after:  {load_after}")
     return {
         "n_queries": n_queries,
         "n_train": n_train,
@@ -242,7 +246,7 @@ def main():
     parser.add_argument("--n-train", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-iter", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--skip-speed", action="store_true")

@@ -94,6 +94,9 @@ def kernel_calls(X, P, rng):
     Xb = X[:batch] / np.linalg.norm(X[:batch], axis=1, keepdims=True)
     Pb = P[:600] / np.linalg.norm(P[:600], axis=1, keepdims=True)
     scores = Xb @ Pb.T
+    Xn_palm = X / np.linalg.norm(X, axis=1, keepdims=True)
+    palm_groups = codes % 10
+    P_palm = P[:60] / np.linalg.norm(P[:60], axis=1, keepdims=True)
     return {
         "similarity": (lambda: backend.similarity(X[: n // 10], P), [(n // 10, d, k)]),
         "assign": (lambda: backend.assign(X, P, "cosine"), [(n, d, k)]),
@@ -153,6 +156,12 @@ def kernel_calls(X, P, rng):
         "balanced_assignment": (
             lambda: backend.balanced_assignment(Xb, Pb, top_k=5),
             [(batch, d, Pb.shape[0]), (Pb.shape[0], batch, d)]),
+        # Three PALM passes over X (10 classes x 6 prototypes, batches of 512): per
+        # batch the all-prototype GEMM and the per-class target GEMMs.
+        "balanced_prototypes": (
+            lambda: backend.balanced_prototypes(
+                Xn_palm, P_palm, palm_groups, 10, top_k=5, max_iter=3, tol=0.0),
+            [(n, d, 60), (6, n, d)] * 3),
     }
 
 

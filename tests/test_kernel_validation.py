@@ -45,6 +45,7 @@ KERNELS = {
     "semi_supervised_kmeans": lambda X=X, P=P: backend.semi_supervised_kmeans(
         X, P[:2], max_iter=2),
     "balanced_assignment": lambda X=X, P=P: backend.balanced_assignment(X, P),
+    "balanced_prototypes": lambda X=X, P=P: backend.balanced_prototypes(X, P, max_iter=2),
     "sinkhorn": lambda X=X, P=P: backend.sinkhorn(X),
     "random_features": lambda X=X, P=P: backend.random_features(X, P.T),
     "random_feature_gram": lambda X=X, P=P: backend.random_feature_gram(X, P.T, CODES, 3),
@@ -64,7 +65,8 @@ P_NAME = {"log_responsibilities": "means", "mixture_em_statistics": "means",
           "random_feature_gram": "W", "random_feature_scores": "W"}
 TAKES_P = {"similarity", "assign", "topk", "kth_similarity", "log_responsibilities",
            "mixture_assign", "mixture_em", "semi_supervised_kmeans",
-           "mixture_em_statistics", "balanced_assignment", "whitened_sq_distance",
+           "mixture_em_statistics", "balanced_assignment", "balanced_prototypes",
+           "whitened_sq_distance",
            "mahalanobis_sq_distances", "nearest_mahalanobis", "random_features",
            "random_feature_gram", "random_feature_scores"}
 
@@ -125,8 +127,12 @@ def test_sinkhorn_parameters(kwargs, error, match):
         backend.sinkhorn(X, **kwargs)
     with pytest.raises(error, match=match):
         backend.balanced_assignment(X, P, **kwargs)
+    with pytest.raises(error, match=match):
+        backend.balanced_prototypes(X, P, **kwargs)
     with pytest.raises(TypeError, match="^top_k"):
         backend.balanced_assignment(X, P, top_k=1.5)
+    with pytest.raises(TypeError, match="^top_k"):
+        backend.balanced_prototypes(X, P, top_k=1.5)
 
 
 def test_check_input_false_is_the_unchecked_layer():

@@ -2,10 +2,12 @@
 whitened_sq_distance), checked against direct transcriptions of the official PALM code."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -423,3 +425,304 @@ def test_input_errors(rng):
 )
 def test_sklearn_checks_other_scores(estimator, check):
     check(estimator)
+
+
+# --- the whole fit as one backend kernel (balanced_prototypes) ---------------------
+
+
+def _lowbias32(x):
+    """lowbias32 on Python integers (arbitrary precision, then mod 2**32)."""
+    mask = 2**32 - 1
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & mask
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & mask
+    return x ^ (x >> 16)
+
+
+def _reference_orders(n, seed, max_iter):
+    """The documented shuffle, independently: sort the rows by their keyed hash."""
+    keys = np.random.RandomState(seed).randint(0, 2**32, size=(max_iter, 2), dtype=np.int64)
+    return [
+        sorted(range(n), key=lambda i: _lowbias32(_lowbias32(i ^ int(a)) ^ int(b)))
+        for a, b in keys
+    ]
+
+
+def _reference_fit(X, P, labels, proto_labels, seed, max_iter, batch_size, top_k, m,
+                   n_iter=3, epsilon=0.05):
+    """PALM's update (the line-by-line transcription above) over the documented batches."""
+    for order in _reference_orders(len(X), seed, max_iter):
+        for start in range(0, len(X), batch_size):
+            idx = np.array(order[start : start + batch_size])
+            _, _, P = palm_update(X[idx], labels[idx], P, proto_labels, epsilon, n_iter,
+                                  top_k, m)
+    return P
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("grouped, top_k, n_iter, momentum", [
+    (True, 2, 3, 0.8), (True, 0, 1, 0.8), (False, 3, 3, 0.8), (False, 0, 0, 0.8),
+    (True, 2, 3, 0.0),
+])
+def test_balanced_prototypes_is_palm_over_the_documented_batches(
+    rng, backend_name, grouped, top_k, n_iter, momentum
+):
+    n, d, n_groups, M = 150, 8, 3 if grouped else 1, 4
+    X = _unit(rng.randn(n, d))
+    labels = rng.randint(n_groups, size=n)
+    P0 = _unit(rng.randn(n_groups * M, d))
+    proto_labels = np.repeat(np.arange(n_groups), M)
+    expected = _reference_fit(X, P0, labels, proto_labels, seed=7, max_iter=3,
+                              batch_size=40, top_k=top_k, m=momentum, n_iter=n_iter)
+    with skproto.config_context(backend=backend_name, device="cpu"):
+        P, n_passes, _, converged = backend.balanced_prototypes(
+            X, P0, labels if grouped else None, n_groups, n_iter=n_iter,
+            top_k=top_k or None, momentum=momentum, batch_size=40, max_iter=3, tol=0,
+            seed=7,
+        )
+    assert (n_passes, converged) == (3, False)
+    assert P.dtype == np.float64
+    assert_allclose(P, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("grouped", [True, False])
+def test_balanced_prototypes_torch_equals_numpy(rng, dtype, grouped):
+    X = _unit(rng.randn(1000, 24)).astype(dtype)
+    n_groups = 5 if grouped else 1
+    g = rng.randint(n_groups, size=1000) if grouped else None
+    P0 = X[rng.choice(1000, n_groups * 6, replace=False)]
+    kw = dict(top_k=5, momentum=0.9, batch_size=128, max_iter=8, tol=0, seed=11)
+    P_np, n_np, d_np, _ = backend.balanced_prototypes(X, P0, g, n_groups, **kw)
+    with skproto.config_context(backend="torch", device="cpu"):
+        P_t, n_t, d_t, _ = backend.balanced_prototypes(X, P0, g, n_groups, **kw)
+    assert P_np.dtype == P_t.dtype == dtype and n_np == n_t == 8
+    tight = dtype == np.float64
+    assert_allclose(P_t, P_np, rtol=1e-10 if tight else 1e-4, atol=1e-12 if tight else 1e-5)
+    assert d_t == pytest.approx(d_np, rel=1e-8 if tight else 1e-3)
+
+
+def test_pass_order_is_the_same_permutation_on_numpy_and_torch():
+    from skproto.backend._numpy import transport as np_transport
+    from skproto.backend._torch import transport as torch_transport
+
+    n, batch, n_groups = 1003, 100, 7
+    codes = np.random.RandomState(0).randint(n_groups, size=n)
+    keys = (123456789, 4000000000)
+    order = np_transport._pass_order(np.arange(n), keys, batch, codes, n_groups)
+    order_t = torch_transport._pass_order(torch.arange(n), keys, batch,
+                                          torch.from_numpy(codes), n_groups)
+    assert_array_equal(order_t.numpy(), order)
+    # A permutation whose batches are those of the documented shuffle, each sorted by group.
+    plain = sorted(range(n), key=lambda i: _lowbias32(_lowbias32(i ^ keys[0]) ^ keys[1]))
+    assert_array_equal(np.sort(order), np.arange(n))
+    for start in range(0, n, batch):
+        assert set(order[start : start + batch]) == set(plain[start : start + batch])
+        assert np.all(np.diff(codes[order[start : start + batch]]) >= 0)
+    # and every pass shuffles anew
+    other = np_transport._pass_order(np.arange(n), (1, 2), batch, None, 1)
+    assert not np.array_equal(other, np.array(plain))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_drift_is_the_documented_statistic(rng, backend_name):
+    """The returned drift, recomputed from the prototypes after t - 2, t - 1 and t passes."""
+    X = _unit(rng.randn(300, 6))
+    g = rng.randint(2, size=300)
+    P0 = _unit(rng.randn(6, 6))
+    kw = dict(top_k=2, momentum=0.7, batch_size=50, tol=0, seed=3)
+    with skproto.config_context(backend=backend_name, device="cpu"):
+        runs = [backend.balanced_prototypes(X, P0, g, 2, max_iter=t, **kw) for t in (1, 2, 3)]
+    P1, P2, P3 = (r[0] for r in runs)
+    rate = 1 - 0.7**6
+    d1 = P1 - P0
+    assert runs[0][2] == pytest.approx(np.sqrt((d1 * d1).sum() / 6) / rate, rel=1e-9)
+    d2, d3 = P2 - P1, P3 - P2
+    assert runs[2][2] == pytest.approx(np.sqrt(max((d3 * d2).sum() / 6, 0)) / rate, rel=1e-9)
+    # tol: the fit stops at the first pass whose drift is at most tol
+    with skproto.config_context(backend=backend_name, device="cpu"):
+        P, n_passes, drift, converged = backend.balanced_prototypes(
+            X, P0, g, 2, max_iter=3, **{**kw, "tol": runs[0][2] * 1.001})
+    assert (n_passes, converged) == (1, True)
+    assert_array_equal(P, P1)
+
+
+def test_drift_ignores_the_mini_batch_noise_floor(rng):
+    """Where the largest raw movement stays at the noise floor, the drift falls below tol.
+
+    Well-separated modes and momentum 0.5: the prototypes reach the modes within a few
+    passes and then only jitter with the batches. The old rule (largest movement over
+    the pass / rate <= tol) never stops; the drift does.
+    """
+    X, y, _, centers = _modes_data(rng, n_per_mode=100, noise=0.2)
+    Xn = _unit(X)
+    P0 = _init_prototypes(Xn, y, 2, 3, "k-means++", np.random.RandomState(0))
+    kw = dict(top_k=2, momentum=0.5, batch_size=20, seed=0)
+    rate = 1 - 0.5**30
+    P, n_passes, drift, converged = backend.balanced_prototypes(
+        Xn, P0, y, 2, max_iter=100, tol=0.02, **kw)
+    assert converged and n_passes < 30
+    assert (P @ centers.T).max(axis=1).min() > 0.95
+    # raw movement at the noise floor, after as before the stop
+    moves = []
+    for t in range(n_passes, n_passes + 20):
+        A = backend.balanced_prototypes(Xn, P0, y, 2, max_iter=t, tol=0, **kw)[0]
+        B = backend.balanced_prototypes(Xn, P0, y, 2, max_iter=t + 1, tol=0, **kw)[0]
+        moves.append(np.linalg.norm(B - A, axis=1).max() / rate)
+    assert min(moves) > 0.02
+
+
+def test_convergence_warning_and_tol_zero(rng):
+    X, y, _, _ = _modes_data(rng)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        det = MixturePrototypeOODDetector(n_prototypes=2, momentum=0.999, max_iter=3,
+                                          random_state=0).fit(X, y)
+    assert det.n_iter_ == 3
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        det = MixturePrototypeOODDetector(n_prototypes=2, max_iter=4, tol=0,
+                                          random_state=0).fit(X, y)
+    assert det.n_iter_ == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det = MixturePrototypeOODDetector(n_prototypes=2, random_state=0, **FAST).fit(X, y)
+    assert det.n_iter_ < det.max_iter
+
+
+def _count_transfers(monkeypatch):
+    """Count the host<->device copies of the torch backend (to_device / to_numpy) and
+    the scalar reads (to_scalars), wherever a torch module imported them."""
+    import importlib
+    import pkgutil
+
+    from skproto.backend import _torch
+    from skproto.backend._torch import _common
+
+    counts = {"to_device": 0, "to_numpy": 0, "to_scalars": 0}
+    modules = [importlib.import_module(f"skproto.backend._torch.{m.name}")
+               for m in pkgutil.iter_modules(_torch.__path__)]
+    for name in counts:
+        real = getattr(_common, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+
+        for module in modules:
+            if getattr(module, name, None) is real:
+                monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_torch_fit_copies_do_not_grow_with_passes(rng, monkeypatch, labelled):
+    X, y, _, _ = _modes_data(rng, n_per_mode=50)
+    counts = _count_transfers(monkeypatch)
+    per_fit = {}
+    for max_iter in (2, 6):
+        for key in counts:
+            counts[key] = 0
+        det = MixturePrototypeOODDetector(n_prototypes=3, batch_size=30, max_iter=max_iter,
+                                          tol=0, random_state=0)
+        with skproto.config_context(backend="torch", device="cpu"):
+            det.fit(X, y if labelled else None)
+        assert det.n_iter_ == max_iter
+        per_fit[max_iter] = dict(counts)
+    copies = {k: per_fit[k]["to_device"] + per_fit[k]["to_numpy"] for k in per_fit}
+    assert copies[2] == copies[6] > 0
+    # and one read of two numbers a pass (the convergence test)
+    assert per_fit[6]["to_scalars"] - per_fit[2]["to_scalars"] == 4
+
+
+def test_balanced_prototypes_input_errors(rng):
+    X, P = _unit(rng.randn(10, 3)), _unit(rng.randn(4, 3))
+    with pytest.raises(ValueError, match="blocks of equal size"):
+        backend.balanced_prototypes(X, P, np.zeros(10, int), 3)
+    with pytest.raises(ValueError, match="x_groups is required"):
+        backend.balanced_prototypes(X, P, None, 2)
+    with pytest.raises(ValueError, match="x_groups must lie"):
+        backend.balanced_prototypes(X, P, np.full(10, 2), 2)
+    with pytest.raises(ValueError, match="momentum"):
+        backend.balanced_prototypes(X, P, momentum=1.0)
+    with pytest.raises(ValueError, match="tol"):
+        backend.balanced_prototypes(X, P, tol=-1)
+    with pytest.raises(ValueError, match="seed"):
+        backend.balanced_prototypes(X, P, seed=2**32)
+    with pytest.raises(ValueError, match="max_iter"):
+        backend.balanced_prototypes(X, P, max_iter=0)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_limits_threads_and_restores_them(rng, monkeypatch, backend_name, dtype):
+    from threadpoolctl import threadpool_info
+
+    from skproto.backend._numpy import transport as np_transport
+    from skproto.backend._torch import transport as torch_transport
+
+    module = np_transport if backend_name == "numpy" else torch_transport
+    seen = []
+    real = module._batch_targets
+
+    def spy(*args, **kwargs):
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        seen.append((max(blas), torch.get_num_threads()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_batch_targets", spy)
+    X, y, _, _ = _modes_data(rng)
+    blas_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    torch_before = torch.get_num_threads()
+    with skproto.config_context(backend=backend_name, device="cpu"):
+        MixturePrototypeOODDetector(n_prototypes=2, max_iter=2, tol=0).fit(X.astype(dtype), y)
+    assert seen
+    if backend_name == "numpy":
+        assert {s[0] for s in seen} == {1}
+    else:
+        assert {s[1] for s in seen} == {1}
+    assert [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas"] == blas_before
+    assert torch.get_num_threads() == torch_before
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sinkhorn_linear_domain_up_to_its_limit(backend_name, dtype):
+    """Just inside linear_range_limit, with adversarial rows and columns (one far below
+    the others), the linear-domain result equals the float64 log-domain one."""
+    from skproto.backend._numpy.transport import _sinkhorn_log
+    from skproto.backend._transport import linear_range_limit
+
+    rs = np.random.RandomState(1)
+    B, K, eps = 64, 10, 0.05
+    R = linear_range_limit(dtype, B, K) * 0.999
+    S = rs.uniform(0.6, 1.0, size=(B, K))
+    S[:, 0] = 0.0   # a column far below every other
+    S[0] = 0.0      # and a row
+    S[1, 1] = 1.0
+    S = (S * R * eps).astype(dtype)
+    expected = _sinkhorn_log(S.astype(np.float64), eps, 3)
+    with skproto.config_context(backend=backend_name, device="cpu"):
+        Q = backend.sinkhorn(S, epsilon=eps, n_iter=3)
+    assert np.all(np.isfinite(Q))
+    rtol = 1e-9 if dtype == np.float64 else 2e-3
+    big = expected > 1e-30
+    assert_allclose(Q[big], expected[big], rtol=rtol)
+    assert np.abs(Q - expected).max() < (1e-12 if dtype == np.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_topk_mask_without_sort_keeps_the_tie_rule(lib):
+    from skproto.backend._numpy import transport as np_transport
+    from skproto.backend._torch import transport as torch_transport
+
+    A = np.random.RandomState(0).randint(0, 4, size=(300, 9)).astype(float)
+    for k in (1, 3, 8, 9):
+        expected = np.zeros_like(A, dtype=bool)
+        top = np.argsort(-A, axis=1, kind="stable")[:, :k]
+        np.put_along_axis(expected, top, True, axis=1)
+        if lib == "numpy":
+            mask = np_transport._topk_mask(A, k)
+        else:
+            mask = torch_transport._topk_mask(torch.from_numpy(A), k).numpy()
+        assert_array_equal(mask, expected)

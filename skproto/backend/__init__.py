@@ -42,13 +42,14 @@ from ._statistics import (
     random_feature_scores,
     random_features,
 )
-from ._transport import balanced_assignment, sinkhorn
+from ._transport import balanced_assignment, balanced_prototypes, sinkhorn
 
 __all__ = [
     "COVARIANCE_TYPES",
     "METRICS",
     "assign",
     "balanced_assignment",
+    "balanced_prototypes",
     "class_moments",
     "group_sum",
     "kth_similarity",

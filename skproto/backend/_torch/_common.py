@@ -24,6 +24,16 @@ def to_numpy(tensor):
     return tensor.detach().cpu().numpy()
 
 
+def to_scalars(tensor):
+    """The few numbers (a 0-d or short 1-d tensor) the host needs for control flow.
+
+    The only device->host read besides :func:`to_numpy`: a few bytes, for example
+    once per iteration of a loop that otherwise stays on the device (its
+    convergence test). Returns a float, or a list of floats for a 1-d tensor.
+    """
+    return tensor.detach().tolist()
+
+
 def row_norms_sq(T):
     return torch.einsum("ij,ij->i", T, T)
 
