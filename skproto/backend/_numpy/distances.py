@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .._dispatch import cache_block_rows, row_chunks
 from .._dispatch import distance_chunks as _chunks
 from .._numerics import euclidean_scale
 from ._common import l2_normalize, row_norms_sq, row_scale_and_norm
@@ -200,8 +201,11 @@ def kth_similarity(X, P, k, metric, working_memory):
 def whitened_sq_distance(X, center, W, working_memory):
     """``||(x / ||x|| - center) @ W||^2`` for every row x, chunked."""
     out = np.empty(X.shape[0], dtype=X.dtype)
-    # The row, its normalised and centred copies, then the projection.
-    for rows in _chunks(X.shape[0], W.shape[1], 3 * X.shape[1], X.itemsize, working_memory):
+    # The row, its normalised and centred copies, then the projection; cache-sized
+    # so that the copies and the projection of a block stay in cache.
+    row_bytes = X.itemsize * (3 * X.shape[1] + 2 * W.shape[1])
+    max_rows = cache_block_rows(X.itemsize * (2 * X.shape[1] + W.shape[1]))
+    for rows in row_chunks(X.shape[0], row_bytes, working_memory, max_rows=max_rows):
         Z = l2_normalize(X[rows]) - center
         Z = Z @ W
         out[rows] = row_norms_sq(Z)
@@ -230,9 +234,14 @@ def _mahalanobis_block(Xc, means, W, means_w):
 
 
 def _mahalanobis_chunks(X, means, W, working_memory):
-    # A chunk holds a row of X, its whitened copy and one distance per mean.
-    return _chunks(X.shape[0], means.shape[0], X.shape[1] + W.shape[-1], X.itemsize,
-                   working_memory)
+    # A chunk holds a row of X, its whitened copy and two blocks of one distance per
+    # mean. Cache-sized: the whitened block and the distances stay in cache between
+    # the two GEMMs and the passes after them (a single background mean would
+    # otherwise make one chunk of the whole of X).
+    n_means, n_whitened = means.shape[0], W.shape[-1]
+    row_bytes = X.itemsize * (X.shape[1] + n_whitened + 2 * n_means)
+    max_rows = cache_block_rows(X.itemsize * (n_whitened + n_means))
+    return row_chunks(X.shape[0], row_bytes, working_memory, max_rows=max_rows)
 
 
 def mahalanobis_sq_distances(X, means, W, working_memory):

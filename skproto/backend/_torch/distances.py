@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from .._dispatch import cache_block_rows, row_chunks
 from .._dispatch import distance_chunks as _chunks
 from .._numerics import euclidean_scale
 from ._common import (
@@ -158,8 +159,10 @@ def whitened_sq_distance(X, center, W, working_memory):
     W_t = to_device(W, device)
     out = np.empty(X.shape[0], dtype=X.dtype)
     # The row, its normalised and centred copies, then the projection.
-    for rows in _chunks(X.shape[0], W.shape[1], 3 * X.shape[1], X.itemsize, working_memory,
-                        cache_blocked=_cache_blocked(device)):
+    row_bytes = X.itemsize * (3 * X.shape[1] + 2 * W.shape[1])
+    max_rows = (cache_block_rows(X.itemsize * (2 * X.shape[1] + W.shape[1]))
+                if _cache_blocked(device) else None)
+    for rows in row_chunks(X.shape[0], row_bytes, working_memory, max_rows=max_rows):
         Xc = to_device(X[rows], device)
         Z = normalize_rows(Xc) - center_t
         Z = Z @ W_t
@@ -186,8 +189,13 @@ def _mahalanobis_setup(X, means, W, working_memory):
     device = resolve_device()
     means_t, W_t = to_device(means, device), to_device(W, device)
     means_w = means_t @ W_t if W.ndim == 2 else None
-    chunks = _chunks(X.shape[0], means.shape[0], X.shape[1] + W.shape[-1], X.itemsize,
-                     working_memory, cache_blocked=_cache_blocked(device))
+    # As the numpy kernel: a row, its whitened copy, two blocks of distances; cache-sized
+    # on a CPU.
+    n_means, n_whitened = means.shape[0], W.shape[-1]
+    row_bytes = X.itemsize * (X.shape[1] + n_whitened + 2 * n_means)
+    max_rows = (cache_block_rows(X.itemsize * (n_whitened + n_means))
+                if _cache_blocked(device) else None)
+    chunks = row_chunks(X.shape[0], row_bytes, working_memory, max_rows=max_rows)
     return device, means_t, W_t, means_w, chunks
 
 
