@@ -24,7 +24,6 @@ max seconds and the ratio of the medians; ``uptime`` is printed before and after
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, write_json  # noqa: E402
+from _common import alternated_times, print_table, write_json  # noqa: E402
 
 from skproto import backend, config_context  # noqa: E402
 
@@ -106,16 +105,8 @@ def bare_gemms(X, k, cov_type, rng, one_call):
 
 
 def alternate(funcs, repeats):
-    """Run the functions in turn ``repeats`` times (after one warm-up each)."""
-    for func in funcs.values():
-        func()
-    times = {name: [] for name in funcs}
-    for _ in range(repeats):
-        for name, func in funcs.items():
-            start = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - start)
-    return times
+    """``{name: [seconds, ...]}``, the functions called in turn ``repeats`` times (after one warm-up each)."""
+    return alternated_times(funcs, repeats, warmup=True)[0]
 
 
 def main(argv=None):

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, shared_data_dir, write_json  # noqa: E402
+from _common import alternated_times, print_table, shared_data_dir, write_json  # noqa: E402
 
 import skproto  # noqa: E402
 from skproto import MixturePrototypeOODDetector  # noqa: E402
@@ -92,14 +92,8 @@ def kmeans_per_class(Xn, y, n_clusters):
 
 
 def alternate(funcs, repeats):
-    """``{name: [seconds, ...]}``, the functions called in turn ``repeats`` times."""
-    times = {name: [] for name in funcs}
-    for _ in range(repeats):
-        for name, func in funcs.items():
-            start = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - start)
-    return times
+    """``{name: [seconds, ...]}``, the functions called in turn ``repeats`` times (no warm-up)."""
+    return alternated_times(funcs, repeats, warmup=False)[0]
 
 
 def summary(times, reference=None):

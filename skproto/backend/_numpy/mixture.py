@@ -315,16 +315,22 @@ def _overflowed_rows(X, log_norm):
 # ---------------------------------------------------------------------------------
 
 
+def _block_plan(X, g, covariance_type, working_memory):
+    """Worker threads, row blocks, and one set of block buffers per worker used."""
+    n_workers = _blas_threads()
+    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory,
+                                       n_workers)
+    n_used = max(min(n_workers, len(blocks)), 1)
+    return n_workers, blocks, [g.buffers(max_rows, X.dtype) for _ in range(n_used)]
+
+
 def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type,
                          working_memory):
     """Log posterior of each component per row, and the row's log-likelihood."""
     g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
     log_resp = np.empty((X.shape[0], g.n_components), dtype=X.dtype)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
-    n_workers = _blas_threads()
-    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory,
-                                       n_workers)
-    buffers = [g.buffers(max_rows, X.dtype) for _ in range(min(n_workers, len(blocks)))]
+    n_workers, blocks, buffers = _block_plan(X, g, covariance_type, working_memory)
 
     def work(rows, worker):
         Xc, buf = X[rows], buffers[worker]
@@ -349,10 +355,7 @@ def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, fixe
     g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
     index = np.empty(X.shape[0], dtype=np.int64)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
-    n_workers = _blas_threads()
-    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory,
-                                       n_workers)
-    buffers = [g.buffers(max_rows, X.dtype) for _ in range(min(n_workers, len(blocks)))]
+    n_workers, blocks, buffers = _block_plan(X, g, covariance_type, working_memory)
 
     def work(rows, worker):
         Xc, buf = X[rows], buffers[worker]
@@ -419,11 +422,8 @@ def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_typ
                           working_memory):
     """One pass of EM: E-step responsibilities folded into the M-step's sums."""
     g = _Gaussians(means, precisions_chol, log_weights, covariance_type, X.dtype)
-    n_workers = _blas_threads()
-    blocks, max_rows = _mixture_blocks(X, g.n_components, covariance_type, working_memory,
-                                       n_workers)
-    n_used = max(min(n_workers, len(blocks)), 1)
-    buffers = [g.buffers(max_rows, X.dtype) for _ in range(n_used)]
+    n_workers, blocks, buffers = _block_plan(X, g, covariance_type, working_memory)
+    n_used = len(buffers)
     # One set of float64 sums per worker, added in worker order at the end.
     stats = [_zero_statistics(covariance_type, g.n_components, X.shape[1])
              for _ in range(n_used)]
