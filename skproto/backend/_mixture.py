@@ -37,16 +37,21 @@ def _check_fixed(fixed, n_rows, n_components):
     return check_codes(fixed, n_rows, n_components, name="fixed", low=-1)
 
 
+def _parameter_shape(covariance_type, n_components, n_features):
+    """Shape of the per-component precisions (or second moments) of a covariance type."""
+    return {
+        "spherical": (n_components,),
+        "diag": (n_components, n_features),
+        "full": (n_components, n_features, n_features),
+    }[covariance_type]
+
+
 def _check_mixture(X, means, precisions_chol, log_weights, covariance_type, check):
     """Validate a Gaussian mixture's arrays; X and means in one floating dtype."""
     _check_covariance_type(covariance_type)
     X, means = as_float_pair(X, means, check=check, names=("X", "means"))
     n_components, n_features = means.shape
-    expected = {
-        "spherical": (n_components,),
-        "diag": (n_components, n_features),
-        "full": (n_components, n_features, n_features),
-    }[covariance_type]
+    expected = _parameter_shape(covariance_type, n_components, n_features)
     precisions_chol = as_float_array(
         precisions_chol, "precisions_chol", expected, np.float64, check=check,
         context=f" for covariance_type={covariance_type!r}",
@@ -282,11 +287,7 @@ def mixture_m_step(counts, sums, second_moments, covariance_type, *, centred=Fal
     sums = as_float_matrix(sums, "sums", check=check_input).astype(np.float64, copy=False)
     n_components, n_features = sums.shape
     counts = as_float_array(counts, "counts", (n_components,), np.float64, check=check_input)
-    shape = {
-        "spherical": (n_components,),
-        "diag": (n_components, n_features),
-        "full": (n_components, n_features, n_features),
-    }[covariance_type]
+    shape = _parameter_shape(covariance_type, n_components, n_features)
     second_moments = as_float_array(
         second_moments, "second_moments", shape, np.float64, check=check_input,
         context=f" for covariance_type={covariance_type!r}",

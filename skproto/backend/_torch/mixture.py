@@ -272,12 +272,18 @@ def _overflowed_rows(X, log_norm):
     return bad if bad.any() else None
 
 
-@torch.inference_mode()
-def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type,
-                         working_memory):
+def _device_gaussians(X, means, precisions_chol, log_weights, covariance_type):
+    """The configured device and the mixture's parameters on it, in X's dtype."""
     device = resolve_device()
     g = _Gaussians(*_upload_parameters(means, precisions_chol, log_weights, device),
                    covariance_type, _torch_dtype(X))
+    return device, g
+
+
+@torch.inference_mode()
+def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type,
+                         working_memory):
+    device, g = _device_gaussians(X, means, precisions_chol, log_weights, covariance_type)
     log_resp = np.empty((X.shape[0], g.n_components), dtype=X.dtype)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
     for rows in _mixture_blocks(X, g.n_components, covariance_type, working_memory, device):
@@ -298,9 +304,7 @@ def log_responsibilities(X, means, precisions_chol, log_weights, covariance_type
 @torch.inference_mode()
 def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, fixed,
                    working_memory):
-    device = resolve_device()
-    g = _Gaussians(*_upload_parameters(means, precisions_chol, log_weights, device),
-                   covariance_type, _torch_dtype(X))
+    device, g = _device_gaussians(X, means, precisions_chol, log_weights, covariance_type)
     index = np.empty(X.shape[0], dtype=np.int64)
     log_norm = np.empty(X.shape[0], dtype=X.dtype)
     blocks = _mixture_blocks(X, g.n_components, covariance_type, working_memory, device)
@@ -323,9 +327,7 @@ def mixture_assign(X, means, precisions_chol, log_weights, covariance_type, fixe
 @torch.inference_mode()
 def mixture_em_statistics(X, means, precisions_chol, log_weights, covariance_type, fixed,
                           working_memory):
-    device = resolve_device()
-    g = _Gaussians(*_upload_parameters(means, precisions_chol, log_weights, device),
-                   covariance_type, _torch_dtype(X))
+    device, g = _device_gaussians(X, means, precisions_chol, log_weights, covariance_type)
     stats = _zero_statistics(covariance_type, g.n_components, X.shape[1], device)
     blocks = _mixture_blocks(X, g.n_components, covariance_type, working_memory, device)
     fixed_t = to_device(fixed, device)
