@@ -163,7 +163,31 @@ def check_squared_distances_fit(X, dtype, input_name="X"):
         )
 
 
-class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
+class DaskAccuracyMixin:
+    """``score`` that also takes a Dask array (put before ``ClassifierMixin``)."""
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+            A lazy 0-d Dask array when X is a Dask array (``float()`` computes it).
+        """
+        if is_dask_collection(X):
+            return dask_adapters().accuracy(self, X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
+
+
+class BasePrototypeClassifier(
+    ValidatedPredictMixin, DaskAccuracyMixin, ClassifierMixin, BaseEstimator
+):
     """Classifier API on top of fitted ``prototypes_`` (one per class).
 
     Subclasses set ``classes_`` (sorted), ``prototypes_`` (n_classes, n_features) and
@@ -271,24 +295,6 @@ class BasePrototypeClassifier(ValidatedPredictMixin, ClassifierMixin, BaseEstima
         if is_dask_collection(X):
             return dask_adapters().map_method(self, "predict_proba", X)
         return softmax(self._logits(X), axis=1)
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-            A lazy 0-d Dask array when X is a Dask array (``float()`` computes it).
-        """
-        if is_dask_collection(X):
-            return dask_adapters().accuracy(self, X, y, sample_weight)
-        return super().score(X, y, sample_weight=sample_weight)
 
 
 class BaseStatisticsClassifier(BasePrototypeClassifier):

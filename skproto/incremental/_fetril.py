@@ -7,7 +7,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions, validate_par
 from sklearn.utils.metaestimators import available_if
 
 from .. import backend
-from .._base import ValidatedPredictMixin, validate_training_data
+from .._base import DaskAccuracyMixin, ValidatedPredictMixin, validate_training_data
 from ..backend import l2_normalize
 from ..statistics import ClassStatistics
 from ..utils._dask import dask_adapters, is_dask_collection, not_a_reduction
@@ -145,7 +145,7 @@ def _classifier_has(attr):
     return check
 
 
-class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
+class FeTrIL(ValidatedPredictMixin, DaskAccuracyMixin, ClassifierMixin, BaseEstimator):
     """Exemplar-free class-incremental learning by feature translation (FeTrIL).
 
     The backbone is frozen (the inputs are fixed embeddings); what is learned
@@ -415,21 +415,3 @@ class FeTrIL(ValidatedPredictMixin, ClassifierMixin, BaseEstimator):
             return dask_adapters().map_method(self, "predict_log_proba", X)
         X = self._validate_X_predict(X)
         return self.classifier_.predict_log_proba(X)
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-            A lazy 0-d Dask array when X is a Dask array (``float()`` computes it).
-        """
-        if is_dask_collection(X):
-            return dask_adapters().accuracy(self, X, y, sample_weight)
-        return super().score(X, y, sample_weight=sample_weight)
