@@ -68,6 +68,11 @@ def time_stats(times):
     return {"median": float(np.median(t)), "min": float(t.min()), "max": float(t.max())}
 
 
+def format_stats(stats):
+    """``median [min, max]`` of a :func:`time_stats` / :func:`ratio_stats` dict."""
+    return f"{stats['median']:.3f} [{stats['min']:.3f}, {stats['max']:.3f}]"
+
+
 def best_time(func, repeats):
     """Minimum wall time over ``repeats`` calls (the least disturbed run on a shared machine)."""
     times = []

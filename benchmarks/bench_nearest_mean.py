@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     alternated_times,
+    format_stats,
     best_time,
     peak_memory_mib,
     print_table,
@@ -43,10 +44,6 @@ def make_data(n, k, d, seed=0):
     y = rng.integers(0, k, size=n)
     X = centers[y] + rng.standard_normal((n, d), dtype=np.float32)
     return X, y
-
-
-def _fmt(stats):
-    return f"{stats['median']:.3f} [{stats['min']:.3f}, {stats['max']:.3f}]"
 
 
 def main(argv=None):
@@ -99,11 +96,11 @@ def main(argv=None):
         if key not in times:
             continue
         ratios[key] = ratio_stats(times[key], gemm)
-        row = {"method": names[key], "seconds": _fmt(time_stats(times[key])),
-               "x GEMM": _fmt(ratios[key])}
+        row = {"method": names[key], "seconds": format_stats(time_stats(times[key])),
+               "x GEMM": format_stats(ratios[key])}
         if key not in ("gemm", "centroid"):
             ratios[f"centroid/{key}"] = ratio_stats(times["centroid"], times[key])
-            row["NearestCentroid / ours"] = _fmt(ratios[f"centroid/{key}"])
+            row["NearestCentroid / ours"] = format_stats(ratios[f"centroid/{key}"])
         rows.append(row)
 
     # Memory: the GEMM materialises N x K; predict works in row chunks.

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     alternated_times,
+    format_stats,
     print_table,
     ratio_stats,
     time_stats,
@@ -45,10 +46,6 @@ from skproto import (  # noqa: E402
     MahalanobisOODDetector,
     MixturePrototypeOODDetector,
 )
-
-
-def _fmt(stats):
-    return f"{stats['median']:.3f} [{stats['min']:.3f}, {stats['max']:.3f}]"
 
 
 def make_data(n, d, n_classes, seed=0):
@@ -111,9 +108,9 @@ def main(argv=None):
         ratio = ratio_stats(times["score"], times["floor"])
         out[name] = {"ratio": ratio, "times": times, "size": size}
         rows.append({"score": name, "size": size,
-                     "GEMM s": _fmt(time_stats(times["floor"])),
-                     "score s": _fmt(time_stats(times["score"])),
-                     "x GEMM": _fmt(ratio),
+                     "GEMM s": format_stats(time_stats(times["floor"])),
+                     "score s": format_stats(time_stats(times["score"])),
+                     "x GEMM": format_stats(ratio),
                      "target <= 1.1x": "met" if ratio["median"] <= 1.1 else "NOT met"})
     load_after = uptime()
     print_table(rows, ["score", "size", "GEMM s", "score s", "x GEMM", "target <= 1.1x"])

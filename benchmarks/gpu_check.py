@@ -171,7 +171,9 @@ def _compare(a, b):
     b = b if isinstance(b, tuple) else (b,)
     diff, agree = 0.0, 1.0
     for u, v in zip(a, b):
-        if u is None or np.ndim(u) == 0 and not isinstance(u, np.ndarray):
+        if u is None:
+            continue
+        if np.ndim(u) == 0 and not isinstance(u, np.ndarray):  # Python scalars
             if isinstance(u, float):
                 diff = max(diff, abs(u - v) / max(abs(u), 1e-30))
             continue
